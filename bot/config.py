@@ -1,0 +1,284 @@
+"""Configuration: YAML (or the environment alone) into validated, frozen dataclasses.
+
+Every problem becomes one ``ConfigError`` naming the key path, e.g.
+``providers[0].base_url: expected a string``. Strings may use ``${ENV_VAR}``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from bot.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/bot.db"
+DEFAULT_TELEGRAM_BASE_URL = "https://api.telegram.org/bot"
+DEFAULT_TELEGRAM_FILE_URL = "https://api.telegram.org/file/bot"
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+DEFAULT_PERSONA_PROMPT = "You are a helpful assistant."
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramConfig:
+    """How to reach Telegram and who administers the bot."""
+
+    token: str = field(repr=False)
+    base_url: str = DEFAULT_TELEGRAM_BASE_URL
+    base_file_url: str = DEFAULT_TELEGRAM_FILE_URL
+    admins: tuple[int, ...] = ()
+    # Seconds the getUpdates long poll waits on the server before returning empty.
+    poll_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """Where state lives; any SQLAlchemy async URL."""
+
+    url: str = DEFAULT_DATABASE_URL
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutConfig:
+    """Seconds to wait at each stage of a provider call."""
+
+    connect: float = 10.0
+    first_chunk: float = 60.0
+    idle: float = 60.0
+    total: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One upstream LLM service."""
+
+    name: str
+    base_url: str
+    api_key: str = field(default="", repr=False)
+    kind: Literal["openai"] = "openai"
+    models: tuple[str, ...] = ()
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelsConfig:
+    """The default model per capability."""
+
+    chat: str = DEFAULT_OPENAI_MODEL
+
+
+@dataclass(frozen=True, slots=True)
+class PersonaConfig:
+    """A named system prompt."""
+
+    name: str
+    prompt: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ContextConfig:
+    """How much history goes with each request."""
+
+    max_messages: int = 40
+    max_tokens: int = 6000
+
+
+@dataclass(frozen=True, slots=True)
+class StreamingConfig:
+    """Seconds between two updates of a streaming answer."""
+
+    edit_interval_private: float = 1.0
+    edit_interval_group: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration."""
+
+    telegram: TelegramConfig
+    providers: tuple[ProviderConfig, ...]
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    personas: tuple[PersonaConfig, ...] = (
+        PersonaConfig(name="default", prompt=DEFAULT_PERSONA_PROMPT),
+    )
+    context: ContextConfig = field(default_factory=ContextConfig)
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
+
+    def persona(self, name: str | None) -> PersonaConfig:
+        """Return the persona called ``name``, or the first one."""
+        for persona in self.personas:
+            if persona.name == name:
+                return persona
+        return self.personas[0]
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Load ``path`` (YAML), or build the configuration from the environment when it is None."""
+    env = os.environ if env is None else env
+    if path is None:
+        return parse_config(_env_only(env), env)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError("", f"{path} is not valid YAML{where}") from exc
+    return parse_config({} if data is None else data, env)
+
+
+def parse_config(data: object, env: Mapping[str, str]) -> Config:
+    """Validate already-parsed YAML data into a ``Config``."""
+    config: Config = _build(Config, data, "", env)
+    _check(config)
+    return config
+
+
+def _env_only(env: Mapping[str, str]) -> dict[str, Any]:
+    """The configuration a bare environment describes."""
+    for name in ("TELEGRAM_BOT_TOKEN", "OPENAI_API_KEY"):
+        if not env.get(name):
+            raise ConfigError("", f"no config file given and {name} is not set")
+    model = env.get("OPENAI_MODEL") or DEFAULT_OPENAI_MODEL
+    return {
+        "telegram": {"token": "${TELEGRAM_BOT_TOKEN}"},
+        "providers": [
+            {
+                "name": "openai",
+                "kind": "openai",
+                "base_url": env.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL,
+                "api_key": "${OPENAI_API_KEY}",
+            }
+        ],
+        "models": {"chat": model},
+    }
+
+
+def _check(config: Config) -> None:
+    """Rules that span several keys."""
+    if not config.telegram.token:
+        raise ConfigError("telegram.token", "must not be empty")
+    if not config.providers:
+        raise ConfigError("providers", "at least one provider is needed")
+    seen: set[str] = set()
+    for i, provider in enumerate(config.providers):
+        if provider.name in seen:
+            raise ConfigError(f"providers[{i}].name", f"duplicate provider name {provider.name!r}")
+        seen.add(provider.name)
+        if not provider.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"providers[{i}].base_url", "must start with http:// or https://")
+    if not config.personas:
+        raise ConfigError("personas", "at least one persona is needed")
+    names = [p.name for p in config.personas]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"personas[{i}].name", f"duplicate persona name {name!r}")
+    for key in ("max_messages", "max_tokens"):
+        if getattr(config.context, key) <= 0:
+            raise ConfigError(f"context.{key}", "must be positive")
+    for key in ("edit_interval_private", "edit_interval_group"):
+        if getattr(config.streaming, key) < 0:
+            raise ConfigError(f"streaming.{key}", "must not be negative")
+
+
+def _expand(value: str, path: str, env: Mapping[str, str]) -> str:
+    """Replace ``${VAR}`` references; an unset variable is an error naming it."""
+
+    def lookup(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise ConfigError(path, f"environment variable {name} is not set")
+        return env[name]
+
+    return _ENV_REF.sub(lookup, value)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _build(tp: Any, value: object, path: str, env: Mapping[str, str]) -> Any:  # noqa: PLR0911, PLR0912
+    """Convert ``value`` to type ``tp``, raising ``ConfigError`` at ``path``."""
+    if isinstance(value, str) and tp is not str:
+        value = _expand(value, path, env)
+    origin = get_origin(tp)
+    if is_dataclass(tp) and isinstance(tp, type):
+        return _build_dataclass(tp, value, path, env)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            listed = ", ".join(repr(c) for c in choices)
+            raise ConfigError(path, f"must be one of {listed}")
+        return value
+    if origin is tuple:
+        (item_tp, _ellipsis) = get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(path, "expected a list")
+        return tuple(_build(item_tp, v, f"{path}[{i}]", env) for i, v in enumerate(value))
+    if origin is Mapping:
+        if not isinstance(value, dict):
+            raise ConfigError(path, "expected a mapping")
+        return {str(k): _build(str, v, _join(path, str(k)), env) for k, v in value.items()}
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in get_args(tp):
+            return None
+        (inner,) = (a for a in get_args(tp) if a is not type(None))
+        return _build(inner, value, path, env)
+    if tp is str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(path, "expected a string")
+        return _expand(str(value), path, env)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(path, "expected true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            return int(value)
+        raise ConfigError(path, "expected an integer")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(path, "expected a number")
+    raise ConfigError(path, f"unsupported type {tp!r}")  # pragma: no cover - a bug in a dataclass
+
+
+def _build_dataclass(cls: type, value: object, path: str, env: Mapping[str, str]) -> Any:
+    if not isinstance(value, dict):
+        raise ConfigError(path, "expected a mapping")
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    for key in value:
+        if key not in known:
+            raise ConfigError(_join(path, str(key)), "unknown key")
+    kwargs: dict[str, Any] = {}
+    for name, spec in known.items():
+        if name in value:
+            kwargs[name] = _build(hints[name], value[name], _join(path, name), env)
+        elif spec.default is MISSING and spec.default_factory is MISSING:
+            raise ConfigError(_join(path, name), "is required")
+    return cls(**kwargs)

@@ -1,0 +1,1 @@
+"""Telegram update handlers: thin, typed, registered in one place (bot.app)."""

@@ -1,0 +1,26 @@
+"""The one place an unexpected exception ends: logged with its traceback, a short apology sent."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.error import TelegramError
+
+from bot.handlers.context import BotContext
+from bot.messages import language_of, user_message
+
+logger = logging.getLogger(__name__)
+
+
+async def error_handler(update: object, context: BotContext) -> None:
+    """Log the error; tell the user something went wrong, never how."""
+    logger.error("error while handling an update", exc_info=context.error)
+    if not isinstance(update, Update) or update.effective_message is None:
+        return
+    user = update.effective_user
+    lang = language_of(user.language_code if user else None)
+    try:
+        await update.effective_message.reply_text(user_message(context.error or Exception(), lang))
+    except TelegramError:
+        logger.warning("could not send the apology for a failed update", exc_info=True)

@@ -1,0 +1,126 @@
+"""Every user-facing string, in English and Simplified Chinese, and the one error-to-words map."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from bot.errors import ConfigError, ErrorKind, InputError, ProviderError
+
+Lang = Literal["en", "zh"]
+
+CATALOGUE: dict[str, dict[Lang, str]] = {
+    "start": {
+        "en": "Hi! I answer with a large language model. Write me a message, or see /help.",
+        "zh": "你好！我用大语言模型回答问题。直接给我发消息，或查看 /help。",
+    },
+    "help": {
+        "en": (
+            "Write a message and I answer, streaming as I go.\n\n"
+            "/chat TEXT - ask (in groups, too)\n"
+            "/new - start a new conversation\n"
+            "/help - this help\n\n"
+            "I remember the conversation until you send /new."
+        ),
+        "zh": (
+            "直接发消息，我会边生成边显示回答。\n\n"
+            "/chat 文本 - 提问（群组中也可用）\n"
+            "/new - 开始新对话\n"
+            "/help - 查看帮助\n\n"
+            "在你发送 /new 之前，我会记住对话内容。"
+        ),
+    },
+    "command.chat": {"en": "Ask a question", "zh": "提问"},
+    "command.new": {"en": "Start a new conversation", "zh": "开始新对话"},
+    "command.help": {"en": "How to use this bot", "zh": "使用帮助"},
+    "command.start": {"en": "Start", "zh": "开始"},
+    "new_conversation": {
+        "en": "Started a new conversation. Earlier messages are forgotten.",
+        "zh": "已开始新对话，之前的消息不再作为上下文。",
+    },
+    "input.empty_chat": {
+        "en": "Write your question after the command, e.g. /chat What is a haiku?",
+        "zh": "请在命令后写上问题，例如：/chat 什么是俳句？",
+    },
+    "note.cut": {"en": "⚠️ The answer was cut off: {reason}", "zh": "⚠️ 回答被中断：{reason}"},
+    "note.interrupted": {
+        "en": "⚠️ The answer was interrupted because the bot restarted.",
+        "zh": "⚠️ 由于机器人重启，回答被中断。",
+    },
+    "error.auth": {
+        "en": "The AI provider rejected the bot's API key. Please tell the bot's admin.",
+        "zh": "AI 服务拒绝了机器人的 API 密钥，请联系机器人管理员。",
+    },
+    "error.quota": {
+        "en": "The AI provider's quota or balance is used up. Please tell the bot's admin.",
+        "zh": "AI 服务的额度或余额已用完，请联系机器人管理员。",
+    },
+    "error.content_rejected": {
+        "en": "The AI provider refused this request because of its content policy.",
+        "zh": "AI 服务因内容安全策略拒绝了此请求。",
+    },
+    "error.model_not_found": {
+        "en": "The AI provider does not offer the configured model.",
+        "zh": "AI 服务不提供所配置的模型。",
+    },
+    "error.context_too_long": {
+        "en": "The conversation is too long for the model. Send /new to start afresh.",
+        "zh": "对话太长，超出了模型的上限。发送 /new 重新开始。",
+    },
+    "error.rate_limited": {
+        "en": "The AI provider is receiving too many requests. Please try again in a minute.",
+        "zh": "AI 服务请求过多，请稍后再试。",
+    },
+    "error.bad_request": {
+        "en": "The AI provider rejected the request. Please rephrase and try again.",
+        "zh": "AI 服务拒绝了该请求，请换种说法再试。",
+    },
+    "error.unavailable": {
+        "en": "The AI provider is unavailable right now. Please try again later.",
+        "zh": "AI 服务暂时不可用，请稍后再试。",
+    },
+    "error.timeout": {
+        "en": "The AI provider took too long to answer. Please try again.",
+        "zh": "AI 服务响应超时，请重试。",
+    },
+    "error.stream_cut": {
+        "en": "The connection to the AI provider broke off.",
+        "zh": "与 AI 服务的连接中断了。",
+    },
+    "error.config": {
+        "en": "The bot is misconfigured. Please tell the bot's admin.",
+        "zh": "机器人配置有误，请联系机器人管理员。",
+    },
+    "error.internal": {
+        "en": "Sorry, something went wrong on my side. Please try again.",
+        "zh": "抱歉，机器人内部出错了，请重试。",
+    },
+}
+
+_ERROR_KEYS: dict[ErrorKind, str] = {kind: f"error.{kind.value}" for kind in ErrorKind}
+
+
+def language_of(language_code: str | None) -> Lang:
+    """Pick the catalogue language for a Telegram ``language_code``."""
+    return "zh" if language_code and language_code.lower().startswith("zh") else "en"
+
+
+def text(key: str, lang: Lang, **params: object) -> str:
+    """Return the catalogue string ``key`` in ``lang``, formatted with ``params``."""
+    template = CATALOGUE[key][lang]
+    return template.format(**params) if params else template
+
+
+def user_message(exc: BaseException, lang: Lang) -> str:
+    """The short words a user sees for ``exc``; never a traceback or provider detail."""
+    if isinstance(exc, ProviderError):
+        return text(_ERROR_KEYS[exc.kind], lang)
+    if isinstance(exc, InputError):
+        return text(exc.key, lang, **exc.params)
+    if isinstance(exc, ConfigError):
+        return text("error.config", lang)
+    return text("error.internal", lang)
+
+
+def cut_note(exc: BaseException, lang: Lang) -> str:
+    """The note under a partial answer that ended with ``exc``."""
+    return text("note.cut", lang, reason=user_message(exc, lang))

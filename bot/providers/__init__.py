@@ -1,0 +1,1 @@
+"""LLM providers: the adapter contract, stream decoders, adapters and the routing service."""

@@ -1,0 +1,82 @@
+"""Running the bot: open every resource, start polling, and close it all again in order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+
+from bot.app import build_application
+from bot.config import Config
+from bot.handlers.context import BotApplication
+from bot.handlers.help import register_commands
+from bot.messages import language_of, text
+from bot.providers.service import ProviderService
+from bot.services import Services
+from bot.storage.db import create_engine, migrate
+from bot.storage.store import Store
+from bot.streaming.editor import StreamEditor
+from bot.streaming.outbox import Outbox
+
+logger = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def running(config: Config) -> AsyncIterator[BotApplication]:
+    """Migrate, connect and start polling; stop and close everything on exit."""
+    await migrate(config.database.url)
+    engine = create_engine(config.database.url)
+    try:
+        async with aiohttp.ClientSession() as session:
+            providers = ProviderService.from_config(config, session)
+            try:
+                services = Services(
+                    config=config,
+                    store=Store(engine),
+                    providers=providers,
+                    outbox=Outbox(
+                        private_interval=config.streaming.edit_interval_private,
+                        group_interval=config.streaming.edit_interval_group,
+                    ),
+                )
+                await services.store.sync_personas(config.personas)
+                application = build_application(services)
+                async with application:
+                    await register_commands(application.bot)
+                    await recover_interrupted(services, application)
+                    assert application.updater is not None
+                    await application.updater.start_polling(
+                        timeout=int(config.telegram.poll_timeout),
+                        drop_pending_updates=False,
+                    )
+                    await application.start()
+                    logger.info("bot @%s is running", application.bot.username)
+                    try:
+                        yield application
+                    finally:
+                        await application.updater.stop()
+                        await application.stop()
+            finally:
+                await providers.aclose()
+    finally:
+        await engine.dispose()
+
+
+async def recover_interrupted(services: Services, application: BotApplication) -> None:
+    """Finish answers a previous process left half-written: stored as interrupted, with a note."""
+    store = services.store
+    for answer in await store.unfinished_answers():
+        await store.mark_interrupted(answer.id)
+        if not answer.telegram_message_ids:
+            continue
+        lang = language_of(await store.chat_language(answer.telegram_chat_id))
+        editor = StreamEditor(
+            application.bot,
+            services.outbox,
+            answer.telegram_chat_id,
+            adopt_message_ids=answer.telegram_message_ids,
+        )
+        await editor.finish(answer.content, note=text("note.interrupted", lang))
+        logger.info("answer %s was interrupted by a restart; marked so", answer.id)

@@ -1,0 +1,409 @@
+"""Every query the bot makes; each method is one short transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, CursorResult, Update, and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.config import PersonaConfig
+from bot.providers.base import Usage
+from bot.storage.models import Chat, Conversation, Message, Persona, utcnow
+
+USER = "user"
+ASSISTANT = "assistant"
+
+
+class MessageStatus(StrEnum):
+    """Where a message stands; only an answer is ever anything but complete."""
+
+    STREAMING = "streaming"
+    COMPLETE = "complete"
+    CUT = "cut"
+    ERROR = "error"
+    STOPPED = "stopped"
+    INTERRUPTED = "interrupted"
+
+
+# Answers whose text may go back to the model as context: what the user saw, even if the
+# answer did not run to its end. Errors and still-streaming rows are left out.
+CONTEXT_STATUSES = (
+    MessageStatus.COMPLETE,
+    MessageStatus.CUT,
+    MessageStatus.STOPPED,
+    MessageStatus.INTERRUPTED,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message as read back from the database."""
+
+    id: int
+    conversation_id: int
+    role: str
+    content: str
+    status: MessageStatus
+    telegram_chat_id: int
+    telegram_message_ids: tuple[int, ...]
+    created_at: datetime
+
+
+class Store:
+    """Chats, personas, conversations and messages, on one ``AsyncEngine``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def sync_personas(self, personas: Sequence[PersonaConfig]) -> None:
+        """Insert or update the configured personas by name; others are left as they are."""
+        async with self._sessions.begin() as session:
+            names = [p.name for p in personas]
+            stored = {
+                row.name: row
+                for row in await session.scalars(select(Persona).where(Persona.name.in_(names)))
+            }
+            for persona in personas:
+                row = stored.get(persona.name)
+                if row is None:
+                    session.add(
+                        Persona(
+                            name=persona.name,
+                            description=persona.description,
+                            prompt=persona.prompt,
+                        )
+                    )
+                else:
+                    row.description = persona.description
+                    row.prompt = persona.prompt
+
+    async def ensure_chat(
+        self,
+        chat_id: int,
+        chat_type: str,
+        title: str | None = None,
+        language: str | None = None,
+    ) -> None:
+        """Record the chat, or update its type, title and language (None keeps the stored one)."""
+        if await self._update_chat(chat_id, chat_type, title, language):
+            return
+        try:
+            async with self._sessions.begin() as session:
+                session.add(Chat(id=chat_id, type=chat_type, title=title, language=language))
+        except IntegrityError:
+            # Another task inserted the same new chat between our look-up and our insert.
+            await self._update_chat(chat_id, chat_type, title, language)
+
+    async def _update_chat(
+        self, chat_id: int, chat_type: str, title: str | None, language: str | None
+    ) -> bool:
+        """Update a known chat (writing only if something changed); False if it is unknown."""
+        async with self._sessions.begin() as session:
+            chat = await session.get(Chat, chat_id)
+            if chat is None:
+                return False
+            chat.type = chat_type
+            if title is not None:
+                chat.title = title
+            if language is not None:
+                chat.language = language
+            return True
+
+    async def chat_persona(self, chat_id: int) -> str | None:
+        """The persona the chat chose, or None for the default."""
+        async with self._sessions() as session:
+            persona: str | None = await session.scalar(
+                select(Chat.persona).where(Chat.id == chat_id)
+            )
+            return persona
+
+    async def chat_language(self, chat_id: int) -> str | None:
+        """The chat's language as last recorded by ``ensure_chat``, or None."""
+        async with self._sessions() as session:
+            language: str | None = await session.scalar(
+                select(Chat.language).where(Chat.id == chat_id)
+            )
+            return language
+
+    async def set_chat_persona(self, chat_id: int, persona: str | None) -> None:
+        """Choose the chat's persona; None goes back to the default."""
+        async with self._sessions.begin() as session:
+            matched = await _update(
+                session, update(Chat).where(Chat.id == chat_id).values(persona=persona)
+            )
+            if matched == 0:
+                raise LookupError(f"unknown chat {chat_id}; call ensure_chat first")
+
+    async def active_conversation(
+        self,
+        chat_id: int,
+        *,
+        persona: str,
+        thread_id: int | None = None,
+        user_id: int | None = None,
+    ) -> int:
+        """The open conversation for this chat, thread and user; created if there is none."""
+        key = _conversation_key(chat_id, thread_id, user_id)
+        async with self._sessions() as session:
+            found = await _open_conversation(session, key)
+        if found is not None:
+            return found
+        async with self._sessions.begin() as session:
+            await _lock_chat(session, chat_id)
+            # Checked again under the lock: a concurrent call may have created it meanwhile.
+            found = await _open_conversation(session, key)
+            if found is not None:
+                return found
+            return await _add_conversation(session, chat_id, persona, thread_id, user_id)
+
+    async def new_conversation(
+        self,
+        chat_id: int,
+        *,
+        persona: str,
+        thread_id: int | None = None,
+        user_id: int | None = None,
+    ) -> int:
+        """End the open conversation for this key, if any, and start a new one."""
+        key = _conversation_key(chat_id, thread_id, user_id)
+        async with self._sessions.begin() as session:
+            await _lock_chat(session, chat_id)
+            await session.execute(
+                update(Conversation)
+                .where(key, Conversation.ended_at.is_(None))
+                .values(ended_at=utcnow())
+            )
+            return await _add_conversation(session, chat_id, persona, thread_id, user_id)
+
+    async def add_user_message(
+        self,
+        conversation_id: int,
+        *,
+        text: str,
+        user_id: int | None,
+        telegram_chat_id: int,
+        telegram_message_id: int | None,
+    ) -> int:
+        """Store the user's turn (before the answer is asked for) and return its id."""
+        message = Message(
+            conversation_id=conversation_id,
+            role=USER,
+            content=text,
+            status=MessageStatus.COMPLETE,
+            user_id=user_id,
+            telegram_chat_id=telegram_chat_id,
+            telegram_message_id=telegram_message_id,
+            telegram_message_ids=None if telegram_message_id is None else [telegram_message_id],
+        )
+        return await self._insert(message)
+
+    async def start_answer(
+        self,
+        conversation_id: int,
+        *,
+        telegram_chat_id: int,
+        model: str,
+        provider: str | None = None,
+    ) -> int:
+        """Create the empty, streaming answer row and return its id."""
+        message = Message(
+            conversation_id=conversation_id,
+            role=ASSISTANT,
+            content="",
+            status=MessageStatus.STREAMING,
+            telegram_chat_id=telegram_chat_id,
+            model=model,
+            provider=provider,
+        )
+        return await self._insert(message)
+
+    async def checkpoint_answer(
+        self, message_id: int, text: str, telegram_message_ids: Sequence[int] = ()
+    ) -> None:
+        """Save the text streamed so far (and the Telegram messages it occupies, if given)."""
+        values: dict[str, object] = {"content": text, "updated_at": utcnow()}
+        values.update(_telegram_ids(telegram_message_ids))
+        async with self._sessions.begin() as session:
+            # Only while streaming: a late checkpoint must not overwrite the final text.
+            await session.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.status == MessageStatus.STREAMING)
+                .values(values)
+            )
+
+    async def finish_answer(
+        self,
+        message_id: int,
+        *,
+        text: str,
+        status: MessageStatus,
+        telegram_message_ids: Sequence[int] = (),
+        usage: Usage | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        error_kind: str | None = None,
+    ) -> None:
+        """Store the answer's final text and status, with usage and what served it."""
+        if status is MessageStatus.STREAMING:
+            raise ValueError("a finished answer cannot be streaming")
+        values: dict[str, object] = {
+            "content": text,
+            "status": status,
+            "error_kind": error_kind,
+            "updated_at": utcnow(),
+        }
+        values.update(_telegram_ids(telegram_message_ids))
+        if usage is not None:
+            values["prompt_tokens"] = usage.prompt_tokens
+            values["completion_tokens"] = usage.completion_tokens
+            values["usage_estimated"] = usage.estimated
+        # The model and provider may change when the service fails over mid-request.
+        if model is not None:
+            values["model"] = model
+        if provider is not None:
+            values["provider"] = provider
+        async with self._sessions.begin() as session:
+            await session.execute(update(Message).where(Message.id == message_id).values(values))
+
+    async def history(self, conversation_id: int, *, limit: int) -> list[StoredMessage]:
+        """The newest ``limit`` messages usable as context, oldest first."""
+        if limit <= 0:
+            return []
+        usable = or_(
+            Message.role == USER,
+            and_(
+                Message.role == ASSISTANT,
+                Message.content != "",
+                Message.status.in_(CONTEXT_STATUSES),
+            ),
+        )
+        query = (
+            select(Message)
+            .where(Message.conversation_id == conversation_id, usable)
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [_stored(row) for row in reversed(rows)]
+
+    async def unfinished_answers(self) -> list[StoredMessage]:
+        """Answers still marked streaming: the bot stopped while writing them."""
+        query = (
+            select(Message)
+            .where(Message.role == ASSISTANT, Message.status == MessageStatus.STREAMING)
+            .order_by(Message.id)
+        )
+        async with self._sessions() as session:
+            return [_stored(row) for row in await session.scalars(query)]
+
+    async def mark_interrupted(self, message_id: int) -> None:
+        """Mark a streaming answer as interrupted; a finished one is left as it is."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.status == MessageStatus.STREAMING)
+                .values(status=MessageStatus.INTERRUPTED, updated_at=utcnow())
+            )
+
+    async def get_message(self, message_id: int) -> StoredMessage | None:
+        """The message with this id, or None."""
+        async with self._sessions() as session:
+            row = await session.get(Message, message_id)
+            return None if row is None else _stored(row)
+
+    async def _insert(self, message: Message) -> int:
+        async with self._sessions.begin() as session:
+            session.add(message)
+            await session.flush()
+            return message.id
+
+
+def _conversation_key(
+    chat_id: int, thread_id: int | None, user_id: int | None
+) -> ColumnElement[bool]:
+    """Match a conversation's key, where a missing thread or user matches only NULL."""
+    return and_(
+        Conversation.chat_id == chat_id,
+        Conversation.thread_id.is_(None)
+        if thread_id is None
+        else Conversation.thread_id == thread_id,
+        Conversation.user_id.is_(None) if user_id is None else Conversation.user_id == user_id,
+    )
+
+
+async def _open_conversation(session: AsyncSession, key: ColumnElement[bool]) -> int | None:
+    """The id of the open conversation matching ``key``, if there is one."""
+    found: int | None = await session.scalar(
+        select(Conversation.id)
+        .where(key, Conversation.ended_at.is_(None))
+        .order_by(Conversation.id.desc())
+        .limit(1)
+    )
+    return found
+
+
+async def _update(session: AsyncSession, statement: Update) -> int:
+    """Run an UPDATE and return how many rows it matched."""
+    result = cast("CursorResult[Any]", await session.execute(statement))
+    return result.rowcount
+
+
+async def _lock_chat(session: AsyncSession, chat_id: int) -> None:
+    """Serialise conversation changes of one chat until the transaction ends.
+
+    An UPDATE takes the chat's row lock on PostgreSQL and the write lock on SQLite, so two
+    messages arriving together cannot both open a conversation for the same key.
+    """
+    matched = await _update(
+        session, update(Chat).where(Chat.id == chat_id).values(updated_at=utcnow())
+    )
+    if matched == 0:
+        raise LookupError(f"unknown chat {chat_id}; call ensure_chat first")
+
+
+async def _add_conversation(
+    session: AsyncSession,
+    chat_id: int,
+    persona: str,
+    thread_id: int | None,
+    user_id: int | None,
+) -> int:
+    conversation = Conversation(
+        chat_id=chat_id, thread_id=thread_id, user_id=user_id, persona=persona
+    )
+    session.add(conversation)
+    await session.flush()
+    return conversation.id
+
+
+def _telegram_ids(ids: Sequence[int]) -> dict[str, object]:
+    """Column values for the Telegram messages an answer occupies; nothing if none given."""
+    if not ids:
+        return {}
+    return {"telegram_message_id": ids[0], "telegram_message_ids": list(ids)}
+
+
+def _stored(row: Message) -> StoredMessage:
+    if row.telegram_message_ids:
+        ids = tuple(row.telegram_message_ids)
+    elif row.telegram_message_id is not None:
+        ids = (row.telegram_message_id,)
+    else:
+        ids = ()
+    return StoredMessage(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        role=row.role,
+        content=row.content,
+        status=MessageStatus(row.status),
+        telegram_chat_id=row.telegram_chat_id,
+        telegram_message_ids=ids,
+        created_at=row.created_at,
+    )

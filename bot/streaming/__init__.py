@@ -1,0 +1,1 @@
+"""Getting a growing answer into Telegram: render, split, pace, and deliver."""

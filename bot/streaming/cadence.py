@@ -1,0 +1,48 @@
+"""Pure: when may the next Telegram call go out, per chat and for the whole bot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# After a 429 a chat's interval is widened for this long, so the chat is not pushed
+# straight back into the limit that just tripped.
+PENALTY_SECONDS = 60.0
+PENALTY_FACTOR = 2.0
+
+
+@dataclass(slots=True)
+class ChatBudget:
+    """The pace of one chat: a minimum interval between calls and a 429 hold."""
+
+    interval: float
+    next_at: float = 0.0
+    hold_until: float = 0.0
+    penalty_until: float = 0.0
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait before the next call may go out."""
+        return max(0.0, self.next_at - now, self.hold_until - now)
+
+    def sent(self, now: float) -> None:
+        """Record a call that went out at ``now``."""
+        factor = PENALTY_FACTOR if now < self.penalty_until else 1.0
+        self.next_at = now + self.interval * factor
+
+    def retry_after(self, now: float, seconds: float) -> None:
+        """Record a 429: hold the chat for ``seconds`` and widen its interval for a while."""
+        self.hold_until = max(self.hold_until, now + seconds)
+        self.penalty_until = self.hold_until + PENALTY_SECONDS
+
+
+@dataclass(slots=True)
+class GlobalBudget:
+    """Evenly spaced slots at ``rate`` calls a second, handed out first come, first served."""
+
+    rate: float
+    next_slot: float = 0.0
+
+    def reserve(self, now: float) -> float:
+        """Reserve the next slot; return the seconds to wait for it."""
+        slot = max(now, self.next_slot)
+        self.next_slot = slot + 1.0 / self.rate
+        return slot - now

@@ -1,0 +1,101 @@
+"""Every message-producing Telegram call goes through here, within the flood budget.
+
+One chat's 429 holds that chat only; the rest of the bot keeps going (PTB's own
+AIORateLimiter halts every request instead). Calls of one chat go out one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from telegram.constants import FloodLimit
+from telegram.error import RetryAfter
+from telegram.warnings import PTBDeprecationWarning
+
+from bot.streaming.cadence import ChatBudget, GlobalBudget
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# The longest we sit out one 429 before trying again; Telegram has asked for minutes.
+MAX_HOLD_SECONDS = 300.0
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    """The wait a ``RetryAfter`` asks for, in seconds, whichever type PTB hands out."""
+    with warnings.catch_warnings():
+        # PTB 22 warns on reading the int form; both forms are handled here.
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
+    seconds = value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+    return min(max(seconds, 0.0), MAX_HOLD_SECONDS)
+
+
+class Outbox:
+    """Paces Telegram calls per chat and for the whole bot."""
+
+    def __init__(
+        self,
+        *,
+        private_interval: float,
+        group_interval: float,
+        global_per_second: float = FloodLimit.MESSAGES_PER_SECOND,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._private_interval = private_interval
+        self._group_interval = group_interval
+        self._global = GlobalBudget(global_per_second)
+        self._clock = clock
+        self._budgets: dict[int, ChatBudget] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self.retry_afters = 0
+
+    def _budget(self, chat_id: int) -> ChatBudget:
+        budget = self._budgets.get(chat_id)
+        if budget is None:
+            # Positive ids are users (private chats); groups and channels are negative.
+            interval = self._private_interval if chat_id > 0 else self._group_interval
+            budget = self._budgets[chat_id] = ChatBudget(interval)
+        return budget
+
+    async def call(
+        self,
+        chat_id: int,
+        make_call: Callable[[], Awaitable[T | None]],
+        *,
+        must_deliver: bool,
+    ) -> T | None:
+        """Run ``make_call`` in the chat's next free slot.
+
+        ``make_call`` is invoked only once the slot is granted, so it sends the newest
+        state; returning None means it had nothing to send. A 429 holds the chat; the call
+        is then retried when ``must_deliver``, otherwise dropped (newer text follows).
+        """
+        budget = self._budget(chat_id)
+        lock = self._locks.setdefault(chat_id, asyncio.Lock())
+        async with lock:
+            while True:
+                delay = budget.delay(self._clock())
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await asyncio.sleep(self._global.reserve(self._clock()))
+                try:
+                    result = await make_call()
+                except RetryAfter as exc:
+                    seconds = retry_after_seconds(exc)
+                    self.retry_afters += 1
+                    budget.retry_after(self._clock(), seconds)
+                    logger.warning("429 from Telegram in chat %s: holding %.0fs", chat_id, seconds)
+                    if must_deliver:
+                        continue
+                    return None
+                if result is not None:
+                    budget.sent(self._clock())
+                return result

@@ -1,0 +1,1 @@
+"""Numbered revisions: 0001_initial.py, 0002_..."""

@@ -1,0 +1,358 @@
+"""A scripted OpenAI-compatible provider on 127.0.0.1, for the real adapter to talk to.
+
+    async with FakeProvider() as p:
+        p.enqueue(Role(), Chunk("Hel"), Chunk("lo"), Finish(), Done())
+        ...  # point an OpenAICompatProvider at p.base_url
+
+Each chat request takes the next queued script; with none queued it gets ``p.default``,
+by default an echo of the last user message, so end-to-end tests and benchmarks need not
+script every turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A ``chat.completion.chunk`` event whose delta carries ``text``."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """The role-only first chunk (``delta: {"role": "assistant"}``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    """Wait before the next step (before the headers, if nothing was sent yet)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """Bytes written to the body verbatim."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """A chunk with an empty delta and ``finish_reason``."""
+
+    reason: str = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageChunk:
+    """The usage-only final chunk, ``choices: []``."""
+
+    prompt: int
+    completion: int
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """``data: [DONE]``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """Drop the connection at once: no terminating chunk (no headers, if none were sent)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorResponse:
+    """A complete non-streamed response; ``body`` is sent as is, or as JSON if not text."""
+
+    status: int
+    body: object
+    content_type: str = "application/json"
+    headers: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JSONCompletion:
+    """A non-streamed ``chat.completion`` answer."""
+
+    text: str
+    usage: tuple[int, int] | None = None
+    finish: str = "stop"
+
+
+Step = (
+    Chunk | Role | Delay | Raw | Finish | UsageChunk | Done | Cut | ErrorResponse | JSONCompletion
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request the fake received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any = None
+
+
+DefaultScript = Sequence[Step] | Callable[[RecordedRequest], Sequence[Step]]
+
+DEFAULT_MODELS: tuple[dict[str, object], ...] = (
+    {"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"},
+    {"id": "fake-model-mini", "object": "model", "created": 0, "owned_by": "fake"},
+)
+
+
+def echo_script(request: RecordedRequest, *, pieces: int = 3) -> list[Step]:
+    """The default answer: "echo: " + the last user message, in ``pieces`` chunks."""
+    body = request.json if isinstance(request.json, dict) else {}
+    messages = body.get("messages") or []
+    last = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+    text = f"echo: {last}"
+    size = -(-len(text) // pieces)
+    parts = [text[i : i + size] for i in range(0, len(text), size)]
+    usage = (sum(len(str(m.get("content", "")).split()) for m in messages), len(parts))
+    if not body.get("stream"):
+        return [JSONCompletion(text, usage=usage)]
+    return [
+        Role(),
+        *(Chunk(part) for part in parts),
+        Finish("stop"),
+        UsageChunk(*usage),
+        Done(),
+    ]
+
+
+class FakeProvider:
+    """An aiohttp server speaking the OpenAI chat and models API from scripts."""
+
+    def __init__(
+        self,
+        *,
+        default: DefaultScript = echo_script,
+        models: Sequence[Mapping[str, object]] | ErrorResponse | None = DEFAULT_MODELS,
+    ) -> None:
+        self.default = default
+        """The script for a chat request when none is queued: steps, or a function of it."""
+        self.models: list[dict[str, object]] | ErrorResponse | None = (
+            models
+            if models is None or isinstance(models, ErrorResponse)
+            else [dict(m) for m in models]
+        )
+        """What GET /v1/models answers: a list, an ErrorResponse, or None for a 404."""
+        self.requests: list[RecordedRequest] = []
+        self._scripts: deque[Sequence[Step]] = deque()
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+        self._arrived = asyncio.Condition()
+
+    async def __aenter__(self) -> FakeProvider:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        # Cancel handlers whose client went away, so a scripted delay cannot hold shutdown.
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    @property
+    def pending(self) -> int:
+        """Scripts queued and not yet served."""
+        return len(self._scripts)
+
+    def enqueue(self, *steps: Step) -> None:
+        """Queue the response to the next chat request."""
+        self._scripts.append(steps)
+
+    def enqueue_stream(
+        self,
+        pieces: Sequence[str],
+        *,
+        delay: float = 0.0,
+        finish: str | None = "stop",
+        done: bool = True,
+    ) -> None:
+        """Queue a streamed answer made of ``pieces``, ``delay`` seconds apart."""
+        steps: list[Step] = [Role()]
+        for piece in pieces:
+            if delay:
+                steps.append(Delay(delay))
+            steps.append(Chunk(piece))
+        if finish is not None:
+            steps.append(Finish(finish))
+        if done:
+            steps.append(Done())
+        self.enqueue(*steps)
+
+    def enqueue_error(
+        self, status: int, body: object, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Queue an error response with a JSON (or verbatim text) body."""
+        self.enqueue(ErrorResponse(status, body, headers=headers))
+
+    async def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[RecordedRequest]:
+        """Wait until at least ``n`` requests arrived; return them all."""
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: len(self.requests) >= n)
+        return list(self.requests)
+
+    async def _record(self, request: web.Request) -> RecordedRequest:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        recorded = RecordedRequest(request.method, request.path, dict(request.headers), body)
+        self.requests.append(recorded)
+        async with self._arrived:
+            self._arrived.notify_all()
+        return recorded
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        recorded = await self._record(request)
+        if self._scripts:
+            script = self._scripts.popleft()
+        elif callable(self.default):
+            script = self.default(recorded)
+        else:
+            script = self.default
+        model = recorded.json.get("model", "") if isinstance(recorded.json, dict) else ""
+        return await self._play(request, script, str(model))
+
+    async def _play(
+        self, request: web.Request, script: Sequence[Step], model: str
+    ) -> web.StreamResponse:
+        stream: web.StreamResponse | None = None
+        for step in script:
+            match step:
+                case Delay(seconds):
+                    await asyncio.sleep(seconds)
+                case ErrorResponse() | JSONCompletion():
+                    assert stream is None, f"{step!r} must come before any streamed step"
+                    return _complete(step, model)
+                case Cut():
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return stream or web.Response()
+                case _:
+                    if stream is None:
+                        stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                        await stream.prepare(request)
+                    await stream.write(_event(step, model))
+        if stream is None:
+            stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await stream.prepare(request)
+        await stream.write_eof()
+        return stream
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        if self.models is None:
+            raise web.HTTPNotFound()
+        if isinstance(self.models, ErrorResponse):
+            return _complete(self.models, "")
+        return web.json_response({"object": "list", "data": self.models})
+
+
+def _chunk(model: str, choices: list[dict[str, object]], **extra: object) -> bytes:
+    payload = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": choices,
+        **extra,
+    }
+    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+
+def _event(step: Step, model: str) -> bytes:
+    match step:
+        case Chunk(text):
+            delta: dict[str, object] = {"content": text}
+        case Role():
+            delta = {"role": "assistant", "content": ""}
+        case Finish(reason):
+            return _chunk(model, [{"index": 0, "delta": {}, "finish_reason": reason}])
+        case UsageChunk(prompt, completion):
+            usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+            return _chunk(model, [], usage=usage)
+        case Done():
+            return b"data: [DONE]\n\n"
+        case Raw(data):
+            return data
+        case _:
+            raise AssertionError(f"not a streamed step: {step!r}")
+    return _chunk(model, [{"index": 0, "delta": delta, "finish_reason": None}])
+
+
+def _complete(step: ErrorResponse | JSONCompletion, model: str) -> web.Response:
+    if isinstance(step, JSONCompletion):
+        body: dict[str, object] = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": step.text},
+                    "finish_reason": step.finish,
+                }
+            ],
+        }
+        if step.usage is not None:
+            prompt, completion = step.usage
+            body["usage"] = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+        return web.json_response(body)
+    if isinstance(step.body, bytes):
+        data = step.body
+    elif isinstance(step.body, str):
+        data = step.body.encode()
+    else:
+        data = json.dumps(step.body, ensure_ascii=False).encode()
+    headers = {**(step.headers or {}), "Content-Type": step.content_type}
+    return web.Response(status=step.status, body=data, headers=headers)

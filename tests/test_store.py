@@ -1,0 +1,458 @@
+"""The Store's behaviour on real databases: a SQLite file, and PostgreSQL when it is up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.config import PersonaConfig
+from bot.providers.base import Usage
+from bot.storage.db import create_engine, migrate
+from bot.storage.models import Chat, Conversation, Message, Persona
+from bot.storage.store import MessageStatus, Store
+from tests.fakes.databases import database_url  # noqa: F401
+
+CHAT = 100
+TG_CHAT = 100
+# Tasks started together in the concurrency tests; no more than the pool's default size.
+RACERS = 5
+# Scheduling decides whether tasks really overlap; a concurrency test retries with a fresh
+# chat until they did, so that it never passes without exercising the race.
+MAX_ROUNDS = 10
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:  # noqa: F811
+    await migrate(database_url)
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def store(engine: AsyncEngine) -> Store:
+    return Store(engine)
+
+
+async def _warm_pool(engine: AsyncEngine) -> None:
+    """Open RACERS pooled connections at once, so that racing tasks do not queue on connect."""
+
+    async def hold() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            await asyncio.sleep(0.05)
+
+    await asyncio.gather(*(hold() for _ in range(RACERS)))
+
+
+def _record_statements(engine: AsyncEngine) -> list[str]:
+    """The first word of every statement the engine runs from now on, in order."""
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2].split()[0].upper())
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    return statements
+
+
+async def _conversation(store: Store, chat_id: int = CHAT) -> int:
+    await store.ensure_chat(chat_id, "private")
+    return await store.active_conversation(chat_id, persona="default")
+
+
+async def _answer(store: Store, conversation_id: int, text: str, status: MessageStatus) -> int:
+    message_id = await store.start_answer(
+        conversation_id, telegram_chat_id=TG_CHAT, model="gpt-test"
+    )
+    if status is not MessageStatus.STREAMING:
+        await store.finish_answer(message_id, text=text, status=status)
+    elif text:
+        await store.checkpoint_answer(message_id, text)
+    return message_id
+
+
+async def test_user_message_is_stored_complete_with_its_telegram_message(store: Store) -> None:
+    conversation_id = await _conversation(store)
+
+    message_id = await store.add_user_message(
+        conversation_id, text="hello", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=55
+    )
+
+    message = await store.get_message(message_id)
+    assert message is not None
+    assert (message.conversation_id, message.role, message.content) == (
+        conversation_id,
+        "user",
+        "hello",
+    )
+    assert message.status is MessageStatus.COMPLETE
+    assert (message.telegram_chat_id, message.telegram_message_ids) == (TG_CHAT, (55,))
+    assert message.created_at.tzinfo is not None
+    assert message.created_at.utcoffset() == UTC.utcoffset(None)
+
+
+async def test_answer_is_checkpointed_while_streaming_then_finished_with_usage(
+    store: Store, engine: AsyncEngine
+) -> None:
+    conversation_id = await _conversation(store)
+    message_id = await store.start_answer(
+        conversation_id, telegram_chat_id=TG_CHAT, model="gpt-a", provider="one"
+    )
+
+    started = await store.get_message(message_id)
+    assert started is not None
+    assert (started.role, started.content, started.status) == (
+        "assistant",
+        "",
+        MessageStatus.STREAMING,
+    )
+
+    await store.checkpoint_answer(message_id, "Hel", [900])
+    await store.checkpoint_answer(message_id, "Hello, wor")  # no ids: the stored ones stay
+    checkpointed = await store.get_message(message_id)
+    assert checkpointed is not None
+    assert (checkpointed.content, checkpointed.status) == ("Hello, wor", MessageStatus.STREAMING)
+    assert checkpointed.telegram_message_ids == (900,)
+
+    await store.finish_answer(
+        message_id,
+        text="Hello, world",
+        status=MessageStatus.COMPLETE,
+        telegram_message_ids=[900, 901],
+        usage=Usage(prompt_tokens=12, completion_tokens=3, estimated=True),
+        model="gpt-b",
+        provider="two",
+    )
+
+    finished = await store.get_message(message_id)
+    assert finished is not None
+    assert (finished.content, finished.status) == ("Hello, world", MessageStatus.COMPLETE)
+    assert finished.telegram_message_ids == (900, 901)
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(Message).where(Message.id == message_id))).one()
+    assert (row.prompt_tokens, row.completion_tokens, row.usage_estimated) == (12, 3, True)
+    assert (row.model, row.provider, row.telegram_message_id) == ("gpt-b", "two", 900)
+    assert row.error_kind is None
+
+
+async def test_failed_answer_keeps_its_error_kind_and_model(
+    store: Store, engine: AsyncEngine
+) -> None:
+    conversation_id = await _conversation(store)
+    message_id = await store.start_answer(
+        conversation_id, telegram_chat_id=TG_CHAT, model="gpt-a", provider="one"
+    )
+
+    await store.finish_answer(
+        message_id, text="", status=MessageStatus.ERROR, error_kind="rate_limited"
+    )
+
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(Message).where(Message.id == message_id))).one()
+    assert (row.status, row.error_kind, row.model, row.provider) == (
+        "error",
+        "rate_limited",
+        "gpt-a",
+        "one",
+    )
+    assert (row.prompt_tokens, row.usage_estimated) == (None, False)
+
+
+async def test_late_checkpoint_does_not_overwrite_a_finished_answer(store: Store) -> None:
+    conversation_id = await _conversation(store)
+    message_id = await _answer(store, conversation_id, "final", MessageStatus.COMPLETE)
+
+    await store.checkpoint_answer(message_id, "fin", [1])
+
+    message = await store.get_message(message_id)
+    assert message is not None
+    assert (message.content, message.status, message.telegram_message_ids) == (
+        "final",
+        MessageStatus.COMPLETE,
+        (),
+    )
+
+
+async def test_finishing_an_answer_as_streaming_is_refused(store: Store) -> None:
+    conversation_id = await _conversation(store)
+    message_id = await _answer(store, conversation_id, "", MessageStatus.STREAMING)
+
+    with pytest.raises(ValueError, match="streaming"):
+        await store.finish_answer(message_id, text="x", status=MessageStatus.STREAMING)
+
+
+async def test_history_returns_the_newest_messages_oldest_first(store: Store) -> None:
+    conversation_id = await _conversation(store)
+    for n in range(3):
+        await store.add_user_message(
+            conversation_id,
+            text=f"q{n}",
+            user_id=7,
+            telegram_chat_id=TG_CHAT,
+            telegram_message_id=n,
+        )
+        await _answer(store, conversation_id, f"a{n}", MessageStatus.COMPLETE)
+
+    history = await store.history(conversation_id, limit=4)
+
+    assert [m.content for m in history] == ["q1", "a1", "q2", "a2"]
+    assert [m.role for m in history] == ["user", "assistant", "user", "assistant"]
+
+
+async def test_history_leaves_out_error_answers_and_empty_or_streaming_rows(
+    store: Store,
+) -> None:
+    conversation_id = await _conversation(store)
+    await store.add_user_message(
+        conversation_id, text="q", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=1
+    )
+    await _answer(store, conversation_id, "complete", MessageStatus.COMPLETE)
+    await _answer(store, conversation_id, "cut", MessageStatus.CUT)
+    await _answer(store, conversation_id, "stopped", MessageStatus.STOPPED)
+    await _answer(store, conversation_id, "partial error", MessageStatus.ERROR)
+    await _answer(store, conversation_id, "", MessageStatus.STOPPED)
+    await _answer(store, conversation_id, "", MessageStatus.STREAMING)
+    await _answer(store, conversation_id, "still going", MessageStatus.STREAMING)
+    interrupted = await _answer(store, conversation_id, "interrupted", MessageStatus.STREAMING)
+    await store.mark_interrupted(interrupted)
+
+    history = await store.history(conversation_id, limit=40)
+
+    assert [m.content for m in history] == ["q", "complete", "cut", "stopped", "interrupted"]
+
+
+async def test_history_limit_counts_only_usable_messages(store: Store) -> None:
+    conversation_id = await _conversation(store)
+    await store.add_user_message(
+        conversation_id, text="q1", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=1
+    )
+    await store.add_user_message(
+        conversation_id, text="q2", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=2
+    )
+    await _answer(store, conversation_id, "oops", MessageStatus.ERROR)
+    await _answer(store, conversation_id, "", MessageStatus.STREAMING)
+
+    assert [m.content for m in await store.history(conversation_id, limit=2)] == ["q1", "q2"]
+    assert await store.history(conversation_id, limit=0) == []
+
+
+async def test_history_belongs_to_one_conversation(store: Store) -> None:
+    first = await _conversation(store)
+    await store.add_user_message(
+        first, text="old", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=1
+    )
+    second = await store.new_conversation(CHAT, persona="default")
+    await store.add_user_message(
+        second, text="new", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=2
+    )
+
+    assert [m.content for m in await store.history(second, limit=10)] == ["new"]
+    assert [m.content for m in await store.history(first, limit=10)] == ["old"]
+
+
+async def test_active_conversation_is_reused_until_a_new_one_ends_it(
+    store: Store, engine: AsyncEngine
+) -> None:
+    first = await _conversation(store)
+    assert await store.active_conversation(CHAT, persona="default") == first
+
+    second = await store.new_conversation(CHAT, persona="pirate")
+
+    assert second != first
+    assert await store.active_conversation(CHAT, persona="default") == second
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(Conversation).order_by(Conversation.id))).all()
+    assert [(r.id, r.persona, r.ended_at is None) for r in rows] == [
+        (first, "default", False),
+        (second, "pirate", True),
+    ]
+
+
+async def test_new_conversation_without_an_open_one_just_starts_one(store: Store) -> None:
+    await store.ensure_chat(CHAT, "private")
+
+    started = await store.new_conversation(CHAT, persona="default")
+
+    assert await store.active_conversation(CHAT, persona="default") == started
+
+
+async def test_threads_and_users_each_have_their_own_conversation(store: Store) -> None:
+    await store.ensure_chat(-200, "supergroup", title="Forum")
+    keys: list[dict[str, int | None]] = [
+        {"thread_id": None, "user_id": None},
+        {"thread_id": 5, "user_id": None},
+        {"thread_id": 6, "user_id": None},
+        {"thread_id": None, "user_id": 7},
+        {"thread_id": 5, "user_id": 7},
+        {"thread_id": 5, "user_id": 8},
+    ]
+
+    ids = [await store.active_conversation(-200, persona="p", **key) for key in keys]
+
+    assert len(set(ids)) == len(keys)
+    assert [await store.active_conversation(-200, persona="p", **key) for key in keys] == ids
+    # Starting over in one thread leaves the others open.
+    renewed = await store.new_conversation(-200, persona="p", thread_id=5)
+    assert [await store.active_conversation(-200, persona="p", **key) for key in keys] == [
+        ids[0],
+        renewed,
+        *ids[2:],
+    ]
+
+
+async def test_concurrent_first_messages_share_one_conversation(
+    store: Store, engine: AsyncEngine
+) -> None:
+    await _warm_pool(engine)
+    statements = _record_statements(engine)
+    raced = False
+    for chat_id in range(1, MAX_ROUNDS + 1):
+        await store.ensure_chat(chat_id, "private")
+        statements.clear()
+
+        ids = await asyncio.gather(
+            *(store.active_conversation(chat_id, persona="default") for _ in range(RACERS))
+        )
+
+        assert len(set(ids)) == 1
+        # Every caller looked before any of them had created it: the case under test.
+        if statements[:RACERS] == ["SELECT"] * RACERS:
+            raced = True
+            break
+    assert raced
+
+
+async def test_conversation_of_an_unknown_chat_is_refused(store: Store) -> None:
+    with pytest.raises(LookupError, match="ensure_chat"):
+        await store.active_conversation(999, persona="default")
+
+
+async def test_concurrent_ensure_chat_for_a_new_chat_records_it_once(
+    store: Store, engine: AsyncEngine
+) -> None:
+    await _warm_pool(engine)
+    statements = _record_statements(engine)
+    raced = False
+    for chat_id in range(1, MAX_ROUNDS + 1):
+        statements.clear()
+
+        await asyncio.gather(
+            *(store.ensure_chat(chat_id, "group", title=f"t{n}") for n in range(RACERS))
+        )
+
+        # Several inserts, so the losers fell back to updating: the case under test.
+        if statements.count("INSERT") > 1:
+            raced = True
+            break
+    assert raced
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(Chat).order_by(Chat.id))).all()
+    assert [(r.id, r.type) for r in rows] == [(n, "group") for n in range(1, chat_id + 1)]
+    assert {r.title for r in rows} <= {f"t{n}" for n in range(RACERS)}
+
+
+async def test_ensure_chat_updates_the_chat_and_keeps_what_is_not_given(
+    store: Store, engine: AsyncEngine
+) -> None:
+    await store.ensure_chat(CHAT, "group", title="Old", language="en")
+
+    await store.ensure_chat(CHAT, "supergroup", title="New")
+
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(Chat))).one()
+    assert (row.type, row.title, row.language) == ("supergroup", "New", "en")
+    assert await store.chat_language(CHAT) == "en"
+    assert await store.chat_language(12345) is None
+    assert row.created_at.tzinfo is not None
+    assert row.updated_at >= row.created_at
+
+
+async def test_chat_persona_is_none_until_chosen_and_can_be_reset(store: Store) -> None:
+    await store.ensure_chat(CHAT, "private")
+    assert await store.chat_persona(CHAT) is None
+    assert await store.chat_persona(12345) is None
+
+    await store.set_chat_persona(CHAT, "pirate")
+    assert await store.chat_persona(CHAT) == "pirate"
+
+    await store.set_chat_persona(CHAT, None)
+    assert await store.chat_persona(CHAT) is None
+
+
+async def test_choosing_a_persona_for_an_unknown_chat_is_refused(store: Store) -> None:
+    with pytest.raises(LookupError):
+        await store.set_chat_persona(12345, "pirate")
+
+
+async def test_sync_personas_inserts_new_and_updates_existing_by_name(
+    store: Store, engine: AsyncEngine
+) -> None:
+    await store.sync_personas(
+        [
+            PersonaConfig(name="default", prompt="Be helpful."),
+            PersonaConfig(name="pirate", prompt="Arr.", description="Talks like a pirate"),
+        ]
+    )
+
+    await store.sync_personas(
+        [
+            PersonaConfig(name="pirate", prompt="Arr!", description="A pirate"),
+            PersonaConfig(name="poet", prompt="Rhyme."),
+        ]
+    )
+
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(Persona).order_by(Persona.name))).all()
+    assert [(r.name, r.prompt, r.description) for r in rows] == [
+        ("default", "Be helpful.", ""),
+        ("pirate", "Arr!", "A pirate"),
+        ("poet", "Rhyme.", ""),
+    ]
+
+
+async def test_unfinished_answers_are_found_and_marked_interrupted_with_their_text(
+    store: Store,
+) -> None:
+    conversation_id = await _conversation(store)
+    await store.add_user_message(
+        conversation_id, text="q", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=1
+    )
+    await _answer(store, conversation_id, "done", MessageStatus.COMPLETE)
+    empty = await _answer(store, conversation_id, "", MessageStatus.STREAMING)
+    partial = await _answer(store, conversation_id, "half an ans", MessageStatus.STREAMING)
+
+    unfinished = await store.unfinished_answers()
+    assert [(m.id, m.content) for m in unfinished] == [(empty, ""), (partial, "half an ans")]
+
+    for message in unfinished:
+        await store.mark_interrupted(message.id)
+
+    assert await store.unfinished_answers() == []
+    interrupted = await store.get_message(partial)
+    assert interrupted is not None
+    assert (interrupted.status, interrupted.content) == (
+        MessageStatus.INTERRUPTED,
+        "half an ans",
+    )
+
+
+async def test_mark_interrupted_leaves_a_finished_answer_alone(store: Store) -> None:
+    conversation_id = await _conversation(store)
+    message_id = await _answer(store, conversation_id, "done", MessageStatus.STOPPED)
+
+    await store.mark_interrupted(message_id)
+
+    message = await store.get_message(message_id)
+    assert message is not None
+    assert message.status is MessageStatus.STOPPED
+
+
+async def test_unknown_message_is_none(store: Store) -> None:
+    assert await store.get_message(424242) is None
