@@ -15,7 +15,7 @@ from sqlalchemy import Connection, inspect, text
 
 from bot.storage.db import alembic_config, create_engine, migrate, migrations_path
 from bot.storage.models import Base
-from tests.fakes.databases import database_url, sqlite_url  # noqa: F401
+from tests.fakes.databases import sqlite_url
 
 EXPECTED_COLUMNS = {
     "chats": {"id", "type", "title", "language", "persona", "created_at", "updated_at"},
@@ -89,7 +89,7 @@ async def test_migrate_creates_every_table_and_column_in_a_blank_sqlite_file(
     assert columns == {**EXPECTED_COLUMNS, "alembic_version": {"version_num"}}
 
 
-async def test_migrated_schema_matches_the_models(database_url: str) -> None:  # noqa: F811
+async def test_migrated_schema_matches_the_models(database_url: str) -> None:
     await migrate(database_url)
 
     engine = create_engine(database_url)
@@ -154,7 +154,7 @@ async def test_every_sqlite_connection_enforces_foreign_keys_and_waits_for_locks
     }
 
 
-async def test_downgrade_to_base_removes_every_table(database_url: str) -> None:  # noqa: F811
+async def test_downgrade_to_base_removes_every_table(database_url: str) -> None:
     await migrate(database_url)
 
     await asyncio.to_thread(command.downgrade, alembic_config(database_url), "base")

@@ -162,8 +162,8 @@ async def test_configured_header_replaces_ours_whatever_its_case(fake, session) 
     provider = provider_for(session, fake.base_url, headers={"authorization": "Key custom"})
     await collect(provider)
     (request,) = fake.requests
-    sent = [(k, v) for k, v in request.headers.items() if k.lower() == "authorization"]
-    assert sent == [("authorization", "Key custom")]
+    sent = [v for k, v in request.headers.items() if k.lower() == "authorization"]
+    assert sent == ["Key custom"]
 
 
 async def test_unscripted_request_gets_the_echo_default(fake, session) -> None:
@@ -218,6 +218,17 @@ async def test_stopping_early_releases_the_connection_for_the_next_request(fake,
     await stream.aclose()  # type: ignore[attr-defined]
     fake.enqueue_stream(["second"])
     assert await collect(provider) == [TextDelta("second"), StreamEnd("stop")]
+
+
+async def test_fake_records_requests_as_they_arrive(fake, session) -> None:
+    fake.enqueue(Delay(0.2), Chunk("slow"), Finish(), Done())
+    task = asyncio.create_task(
+        collect(provider_for(session, fake.base_url, timeouts=TimeoutConfig()))
+    )
+    (request,) = await fake.wait_for_requests(1, timeout=2.0)
+    assert not task.done()
+    assert request.json["messages"][-1] == {"role": "user", "content": "你好, hi"}
+    assert await task == [TextDelta("slow"), StreamEnd("stop")]
 
 
 # --- failures --------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from bot.providers.base import Usage
 from bot.storage.db import create_engine, migrate
 from bot.storage.models import Chat, Conversation, Message, Persona
 from bot.storage.store import MessageStatus, Store
-from tests.fakes.databases import database_url  # noqa: F401
 
 CHAT = 100
 TG_CHAT = 100
@@ -28,7 +27,7 @@ MAX_ROUNDS = 10
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:  # noqa: F811
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await migrate(database_url)
     engine = create_engine(database_url)
     yield engine

@@ -2,7 +2,8 @@
 
 ``database_url`` runs a test once on each; the PostgreSQL run is skipped when no server
 answers. ``TEST_POSTGRES_URL`` (a maintenance database the role may CREATE DATABASE from)
-overrides the default candidates ``postgres@`` then ``root@127.0.0.1:5432/test``.
+overrides the default candidates ``postgres@`` then ``root@127.0.0.1:5432/test``;
+``BOT_TEST_REQUIRE_POSTGRES=1`` turns the skip into a failure.
 """
 
 from __future__ import annotations
@@ -104,5 +105,9 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         try:
             url = await stack.enter_async_context(postgres_database())
         except PostgresUnavailable as exc:
-            pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADDRESS}: {exc}")
+            reason = f"PostgreSQL not reachable at {POSTGRES_ADDRESS}: {exc}"
+            # CI sets this so that the PostgreSQL path can never go silently untested.
+            if os.environ.get("BOT_TEST_REQUIRE_POSTGRES"):
+                pytest.fail(reason)
+            pytest.skip(reason)
         yield url

@@ -184,10 +184,12 @@ class FakeProvider:
 
     @property
     def port(self) -> int:
+        """The port the server listens on (0 before ``async with``)."""
         return self._port
 
     @property
     def base_url(self) -> str:
+        """The OpenAI-style base URL, ending in ``/v1``."""
         return f"http://127.0.0.1:{self._port}/v1"
 
     @property
@@ -270,13 +272,9 @@ class FakeProvider:
                         request.transport.abort()
                     return stream or web.Response()
                 case _:
-                    if stream is None:
-                        stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-                        await stream.prepare(request)
+                    stream = stream or await _open_stream(request)
                     await stream.write(_event(step, model))
-        if stream is None:
-            stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-            await stream.prepare(request)
+        stream = stream or await _open_stream(request)
         await stream.write_eof()
         return stream
 
@@ -287,6 +285,12 @@ class FakeProvider:
         if isinstance(self.models, ErrorResponse):
             return _complete(self.models, "")
         return web.json_response({"object": "list", "data": self.models})
+
+
+async def _open_stream(request: web.Request) -> web.StreamResponse:
+    stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await stream.prepare(request)
+    return stream
 
 
 def _chunk(model: str, choices: list[dict[str, object]], **extra: object) -> bytes:
