@@ -78,5 +78,5 @@ async def recover_interrupted(services: Services, application: BotApplication) -
             answer.telegram_chat_id,
             adopt_message_ids=answer.telegram_message_ids,
         )
-        await editor.finish(answer.content, note=text("note.interrupted", lang))
+        await editor.finish(text=answer.content, note=text("note.interrupted", lang))
         logger.info("answer %s was interrupted by a restart; marked so", answer.id)

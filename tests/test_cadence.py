@@ -28,3 +28,14 @@ def test_global_budget_hands_out_evenly_spaced_slots():
     waits = [budget.reserve(0.0) for _ in range(4)]
     assert waits == pytest.approx([0.0, 1 / 30, 2 / 30, 3 / 30])
     assert budget.reserve(10.0) == 0.0
+
+
+def test_a_chat_is_idle_only_once_its_interval_hold_and_penalty_are_over():
+    budget = ChatBudget(interval=1.0)
+    assert budget.idle(0.0)
+    budget.sent(0.0)
+    assert not budget.idle(0.5)
+    assert budget.idle(1.0)
+    budget.retry_after(1.0, 3.0)
+    assert not budget.idle(10.0)
+    assert budget.idle(100.0)

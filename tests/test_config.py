@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +112,28 @@ def test_check_config_accepts_the_example_and_prints_no_secret():
     result = run_cli("check-config", "--config", "config.example.yaml", env=ENV)
     assert result.returncode == 0, result.stderr
     assert "secret" not in result.stdout + result.stderr
+
+
+def test_run_rejects_a_bad_config_in_one_line_before_starting(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("telegram:\n  token: ${UNSET_TOKEN_VAR}\nproviders: []\n")
+    result = run_cli("run", "--config", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "config error: telegram.token: environment variable UNSET_TOKEN_VAR is not set"
+    )
+
+
+def test_migrate_command_brings_a_blank_database_to_the_newest_schema(tmp_path):
+    database = tmp_path / "state" / "bot.db"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "telegram: {token: t}\n"
+        "providers: [{name: p, base_url: 'http://127.0.0.1:1/v1'}]\n"
+        f"database: {{url: 'sqlite+aiosqlite:///{database}'}}\n"
+    )
+    result = run_cli("migrate", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert {"chats", "conversations", "messages", "personas", "alembic_version"} <= tables

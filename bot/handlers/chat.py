@@ -137,7 +137,7 @@ async def _stream_answer(
     store = context.services.store
     typing = TypingIndicator(context.bot, editor.chat_id, editor.thread_id)
     typing.start()
-    pieces: list[str] = []
+    received = False
     usage: Usage | None = None
     provider: str | None = None
     status = MessageStatus.COMPLETE
@@ -146,10 +146,10 @@ async def _stream_answer(
     try:
         async for event in context.services.providers.stream_chat(request):
             if isinstance(event, TextDelta):
-                if not pieces:
+                if not received:
+                    received = True
                     await typing.stop()
-                pieces.append(event.text)
-                editor.update("".join(pieces))
+                editor.append(event.text)
             elif isinstance(event, Usage):
                 usage = event
             elif isinstance(event, StreamStart):
@@ -157,28 +157,31 @@ async def _stream_answer(
     except ProviderError as exc:
         logger.warning("answer %s failed: %s (%s)", answer_id, exc.kind, exc.detail)
         error_kind = exc.kind.value
-        status = MessageStatus.CUT if pieces else MessageStatus.ERROR
-        note = cut_note(exc, lang) if pieces else user_message(exc, lang)
+        status = MessageStatus.CUT if received else MessageStatus.ERROR
+        note = cut_note(exc, lang) if received else user_message(exc, lang)
     except asyncio.CancelledError:
         # Shutdown while streaming: keep what arrived; recovery at start-up finishes it.
-        await asyncio.shield(store.checkpoint_answer(answer_id, "".join(pieces)))
+        await asyncio.shield(store.checkpoint_answer(answer_id, editor.text, editor.message_ids))
         raise
     finally:
         await typing.stop()
-    answer_text = "".join(pieces)
+    answer_text = editor.text
     if usage is None:
         usage = Usage(
             sum(message_tokens(m) for m in request.messages),
             estimate_tokens(answer_text),
             estimated=True,
         )
-    message_ids = await editor.finish(answer_text, note=note)
-    await store.finish_answer(
-        answer_id,
-        text=answer_text,
-        status=status,
-        telegram_message_ids=message_ids,
-        usage=usage,
-        provider=provider,
-        error_kind=error_kind,
-    )
+    try:
+        await editor.finish(note=note)
+    finally:
+        # Stored even if Telegram refused the final text: the answer itself is not lost.
+        await store.finish_answer(
+            answer_id,
+            text=answer_text,
+            status=status,
+            telegram_message_ids=editor.message_ids,
+            usage=usage,
+            provider=provider,
+            error_kind=error_kind,
+        )

@@ -23,6 +23,10 @@ class ChatBudget:
         """Seconds to wait before the next call may go out."""
         return max(0.0, self.next_at - now, self.hold_until - now)
 
+    def idle(self, now: float) -> bool:
+        """Whether forgetting this chat would change nothing: no wait, hold or penalty left."""
+        return now >= max(self.next_at, self.hold_until, self.penalty_until)
+
     def sent(self, now: float) -> None:
         """Record a call that went out at ``now``."""
         factor = PENALTY_FACTOR if now < self.penalty_until else 1.0

@@ -1,6 +1,6 @@
 """Shows one growing answer in Telegram: send on the first text, then edit on a cadence.
 
-The provider side only calls ``update`` with the text so far; a background task sends the
+The provider side only calls ``append`` with each new piece; a background task sends the
 newest text whenever the outbox grants the chat a slot, so pending edits coalesce and a
 slow Telegram never slows the provider stream. ``finish`` always delivers the final text.
 """
@@ -47,12 +47,15 @@ class StreamEditor:
         self._reply_to = reply_to
         self._thread_id = thread_id
         self._on_progress = on_progress
-        self._markdown = ""
+        # The answer's pieces, joined only when a slot comes (once a second, not per chunk).
+        self._pieces: list[str] = []
+        self._version = 0
+        self._joined = ("", 0)
         self._note: str | None = None
         # Messages already in the chat (from before a restart) are reused, their text unknown.
         self._sent: list[tuple[int, Rendered]] = [(i, Rendered("")) for i in adopt_message_ids]
-        # (markdown, note) that Telegram shows in full, and whether parts still differ.
-        self._synced: tuple[str, str | None] = ("", None)
+        # (version, note) that Telegram shows in full, and whether parts still differ.
+        self._synced: tuple[int, str | None] = (0, None)
         self._more = False
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -73,19 +76,32 @@ class StreamEditor:
         """The Telegram messages the answer occupies so far."""
         return tuple(message_id for message_id, _ in self._sent)
 
-    def update(self, markdown: str) -> None:
-        """Set the answer so far; it goes out at the chat's next slot."""
-        self._markdown = markdown
+    @property
+    def text(self) -> str:
+        """The answer so far, as Markdown."""
+        text, version = self._joined
+        if version != self._version:
+            text = "".join(self._pieces)
+            self._pieces[:] = [text]
+            self._joined = (text, self._version)
+        return text
+
+    def append(self, piece: str) -> None:
+        """Add a piece of the answer; it goes out at the chat's next slot."""
+        self._pieces.append(piece)
+        self._version += 1
         if self._dead:
             return
         self._dirty.set()
         if self._task is None:
             self._task = asyncio.create_task(self._flush_loop(), name=f"editor-{self._chat_id}")
 
-    async def finish(self, markdown: str, *, note: str | None = None) -> tuple[int, ...]:
-        """Deliver the final answer (with an optional italic note) and return its message ids."""
+    async def finish(self, *, note: str | None = None, text: str | None = None) -> tuple[int, ...]:
+        """Deliver the answer (``text`` if given), with an optional italic note; return its ids."""
         await self.aclose()
-        self._markdown = markdown
+        if text is not None:
+            self._pieces[:] = [text]
+            self._version += 1
         self._note = note
         for attempt in range(FINAL_ATTEMPTS):
             try:
@@ -122,18 +138,18 @@ class StreamEditor:
             if self._pending():
                 self._dirty.set()
             if sent and self._on_progress is not None:
-                await self._on_progress(self._markdown, self.message_ids)
+                await self._on_progress(self.text, self.message_ids)
 
     def _pending(self) -> bool:
         """Whether Telegram shows something other than the newest text."""
-        return not self._dead and (self._more or self._synced != (self._markdown, self._note))
+        return not self._dead and (self._more or self._synced != (self._version, self._note))
 
     async def _sync_next_part(self) -> bool | None:
         """Send or edit the first part that differs from what Telegram shows; None if none."""
-        state = (self._markdown, self._note)
-        rendered = render_markdown(state[0])
-        if state[1]:
-            rendered = append_note(rendered, state[1])
+        state = (self._version, self._note)
+        rendered = render_markdown(self.text)
+        if self._note:
+            rendered = append_note(rendered, self._note)
         parts = [part for part in split_rendered(rendered) if part.text.strip()]
         for index, part in enumerate(parts):
             if index < len(self._sent) and self._sent[index][1] == part:

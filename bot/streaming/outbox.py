@@ -26,6 +26,8 @@ T = TypeVar("T")
 
 # The longest we sit out one 429 before trying again; Telegram has asked for minutes.
 MAX_HOLD_SECONDS = 300.0
+# Past this many chats, idle ones are forgotten so a busy bot's memory stays flat.
+PRUNE_ABOVE_CHATS = 5000
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -60,10 +62,21 @@ class Outbox:
     def _budget(self, chat_id: int) -> ChatBudget:
         budget = self._budgets.get(chat_id)
         if budget is None:
+            if len(self._budgets) >= PRUNE_ABOVE_CHATS:
+                self._prune()
             # Positive ids are users (private chats); groups and channels are negative.
             interval = self._private_interval if chat_id > 0 else self._group_interval
             budget = self._budgets[chat_id] = ChatBudget(interval)
         return budget
+
+    def _prune(self) -> None:
+        """Forget chats that are idle and owe nothing: no pending call, hold or penalty."""
+        now = self._clock()
+        for chat_id, budget in list(self._budgets.items()):
+            lock = self._locks.get(chat_id)
+            if budget.idle(now) and (lock is None or not lock.locked()):
+                del self._budgets[chat_id]
+                self._locks.pop(chat_id, None)
 
     async def call(
         self,

@@ -1,0 +1,61 @@
+"""The outbox against the real PTB Bot and the fake Bot API: pacing, 429 holds, memory."""
+
+from __future__ import annotations
+
+import pytest
+from telegram import Bot
+
+from bot.streaming import outbox as outbox_module
+from bot.streaming.outbox import Outbox
+from tests.factories import TOKEN
+
+
+@pytest.fixture
+async def real_bot(telegram):
+    async with Bot(TOKEN, base_url=telegram.base_url, base_file_url=telegram.base_file_url) as bot:
+        yield bot
+
+
+async def test_a_429_holds_only_the_chat_that_received_it(telegram, real_bot):
+    outbox = Outbox(private_interval=0.0, group_interval=0.0)
+    telegram.inject_retry_after("sendMessage", 2, chat_id=1, times=1)
+
+    async def send(chat_id):
+        return await real_bot.send_message(chat_id, "hi")
+
+    first = await outbox.call(1, lambda: send(1), must_deliver=False)
+    assert first is None  # dropped: not a must-deliver call
+    other = await outbox.call(2, lambda: send(2), must_deliver=True)
+    assert other is not None
+    calls = telegram.calls_to("sendMessage")
+    assert calls[1].at - calls[0].at < 0.5, "chat 2 must not wait for chat 1's hold"
+
+    held = await outbox.call(1, lambda: send(1), must_deliver=True)
+    assert held is not None
+    assert telegram.calls_to("sendMessage")[-1].at - calls[0].at >= 2.0
+    assert outbox.retry_afters == 1
+
+
+async def test_a_must_deliver_call_is_retried_after_the_hold(telegram, real_bot):
+    outbox = Outbox(private_interval=0.0, group_interval=0.0)
+    telegram.inject_retry_after("sendMessage", 1, chat_id=5, times=1)
+    message = await outbox.call(5, lambda: real_bot.send_message(5, "final"), must_deliver=True)
+    assert message is not None
+    assert message.text == "final"
+    ok = telegram.calls_to("sendMessage", ok=True)
+    rejected = telegram.calls_to("sendMessage", ok=False)
+    assert len(ok) == 1
+    assert len(rejected) == 1
+    assert ok[0].at - rejected[0].at >= 1.0
+
+
+async def test_idle_chats_are_forgotten_once_there_are_many(monkeypatch, real_bot):
+    monkeypatch.setattr(outbox_module, "PRUNE_ABOVE_CHATS", 10)
+    outbox = Outbox(private_interval=0.0, group_interval=0.0)
+
+    async def nothing():
+        return None
+
+    for chat_id in range(1, 30):
+        await outbox.call(chat_id, nothing, must_deliver=False)
+    assert len(outbox._budgets) <= 10
