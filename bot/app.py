@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
+from telegram import Update
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
 
-from bot.handlers.chat import chat_command, chat_message, new_command
+from bot.handlers.chat import STOP_PREFIX, chat_command, chat_message, new_command
 from bot.handlers.context import SERVICES_KEY, BotApplication, BotContext
 from bot.handlers.errors import error_handler
 from bot.handlers.help import help_command, start_command
+from bot.handlers.stop import draft_stopped, is_draft_stop, stop_button_pressed
 from bot.services import Services
 
 # Seconds beyond the long-poll timeout before a getUpdates request counts as hung.
@@ -37,5 +47,14 @@ def build_application(services: Services) -> BotApplication:
     application.add_handler(
         MessageHandler(filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, chat_message)
     )
+    application.add_handler(CallbackQueryHandler(stop_button_pressed, pattern=f"^{STOP_PREFIX}"))
+    application.add_handler(_DraftStopHandler(Update, draft_stopped))
     application.add_error_handler(error_handler)
     return application
+
+
+class _DraftStopHandler(TypeHandler[Update, BotContext, None]):
+    """Routes the untyped ``stopped_message_generation`` update to its handler."""
+
+    def check_update(self, update: object) -> bool:
+        return is_draft_stop(update)

@@ -96,10 +96,15 @@ class ContextConfig:
 
 @dataclass(frozen=True, slots=True)
 class StreamingConfig:
-    """Seconds between two updates of a streaming answer."""
+    """How answers are paced and shown while they stream."""
 
     edit_interval_private: float = 1.0
     edit_interval_group: float = 3.0
+    # Telegram's bot-wide budget for message-producing calls.
+    global_per_second: float = 30.0
+    # Private chats stream as native drafts (sendMessageDraft) and fall back to edits.
+    drafts: bool = True
+    draft_interval: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,12 +193,19 @@ def _check(config: Config) -> None:
     for i, name in enumerate(names):
         if name in names[:i]:
             raise ConfigError(f"personas[{i}].name", f"duplicate persona name {name!r}")
+    _check_limits(config)
+
+
+def _check_limits(config: Config) -> None:
+    """Budgets and intervals must make sense."""
     for key in ("max_messages", "max_tokens"):
         if getattr(config.context, key) <= 0:
             raise ConfigError(f"context.{key}", "must be positive")
-    for key in ("edit_interval_private", "edit_interval_group"):
+    for key in ("edit_interval_private", "edit_interval_group", "draft_interval"):
         if getattr(config.streaming, key) < 0:
             raise ConfigError(f"streaming.{key}", "must not be negative")
+    if config.streaming.global_per_second <= 0:
+        raise ConfigError("streaming.global_per_second", "must be positive")
 
 
 def _expand(value: str, path: str, env: Mapping[str, str]) -> str:

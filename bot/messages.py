@@ -41,6 +41,18 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
         "en": "Write your question after the command, e.g. /chat What is a haiku?",
         "zh": "请在命令后写上问题，例如：/chat 什么是俳句？",
     },
+    "queued": {
+        "en": "⏳ I'll answer this as soon as I've finished the answer before it.",
+        "zh": "⏳ 上一个回答完成后，我会马上回答这条消息。",
+    },
+    "button.stop": {"en": "⏹ Stop", "zh": "⏹ 停止"},
+    "stop.stopping": {"en": "Stopping…", "zh": "正在停止…"},
+    "stop.not_allowed": {
+        "en": "Only the person who asked can stop this answer.",
+        "zh": "只有提问的人才能停止这个回答。",
+    },
+    "stop.finished": {"en": "This answer has already finished.", "zh": "这个回答已经结束了。"},
+    "note.stopped": {"en": "⏹ Stopped.", "zh": "⏹ 已停止。"},
     "note.cut": {"en": "⚠️ The answer was cut off: {reason}", "zh": "⚠️ 回答被中断：{reason}"},
     "note.interrupted": {
         "en": "⚠️ The answer was interrupted because the bot restarted.",

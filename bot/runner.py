@@ -18,7 +18,6 @@ from bot.services import Services
 from bot.storage.db import create_engine, migrate
 from bot.storage.store import Store
 from bot.streaming.editor import StreamEditor
-from bot.streaming.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +31,7 @@ async def running(config: Config) -> AsyncIterator[BotApplication]:
         async with aiohttp.ClientSession() as session:
             providers = ProviderService.from_config(config, session)
             try:
-                services = Services(
-                    config=config,
-                    store=Store(engine),
-                    providers=providers,
-                    outbox=Outbox(
-                        private_interval=config.streaming.edit_interval_private,
-                        group_interval=config.streaming.edit_interval_group,
-                    ),
-                )
+                services = Services.create(config, Store(engine), providers)
                 await services.store.sync_personas(config.personas)
                 application = build_application(services)
                 async with application:
@@ -65,12 +56,13 @@ async def running(config: Config) -> AsyncIterator[BotApplication]:
 
 
 async def recover_interrupted(services: Services, application: BotApplication) -> None:
-    """Finish answers a previous process left half-written: stored as interrupted, with a note."""
+    """Finish answers a previous process left half-written: stored as interrupted, with a note.
+
+    An answer that was still a draft (drafts vanish) or had shown nothing is sent anew.
+    """
     store = services.store
     for answer in await store.unfinished_answers():
         await store.mark_interrupted(answer.id)
-        if not answer.telegram_message_ids:
-            continue
         lang = language_of(await store.chat_language(answer.telegram_chat_id))
         editor = StreamEditor(
             application.bot,

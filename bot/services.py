@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Hashable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from bot.config import Config
+from bot.inflight import KeyedLocks, StopSignals
 from bot.providers.service import ProviderService
 from bot.storage.store import Store
+from bot.streaming.editor import DraftSupport
 from bot.streaming.outbox import Outbox
-
-
-class KeyedLocks:
-    """One FIFO lock per key, forgotten when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: Hashable) -> AsyncIterator[None]:
-        """Hold the lock for ``key``; callers queue in arrival order."""
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def busy(self, key: Hashable) -> bool:
-        """Whether someone holds or waits for ``key``."""
-        return key in self._locks
 
 
 @dataclass
@@ -47,4 +20,22 @@ class Services:
     store: Store
     providers: ProviderService
     outbox: Outbox
+    drafts: DraftSupport
     conversations: KeyedLocks = field(default_factory=KeyedLocks)
+    stops: StopSignals = field(default_factory=StopSignals)
+
+    @classmethod
+    def create(cls, config: Config, store: Store, providers: ProviderService) -> Services:
+        """Services for ``config``, with the outbox and draft policy it describes."""
+        streaming = config.streaming
+        return cls(
+            config=config,
+            store=store,
+            providers=providers,
+            outbox=Outbox(
+                private_interval=streaming.edit_interval_private,
+                group_interval=streaming.edit_interval_group,
+                global_per_second=streaming.global_per_second,
+            ),
+            drafts=DraftSupport(enabled=streaming.drafts, interval=streaming.draft_interval),
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from itertools import pairwise
 
+import pytest
 from sqlalchemy import select
 
 from bot.storage.db import create_engine
@@ -14,6 +15,12 @@ from tests.fakes.provider import Chunk, Cut, Delay, Done, Finish, Role
 
 USER = 42
 REPLY_METHODS = ("sendMessage", "editMessageText")
+
+
+@pytest.fixture
+def config(config_for):
+    """Send-then-edit streaming, as in groups; drafts have their own tests."""
+    return config_for(streaming={"drafts": False})
 
 
 def bot_texts(telegram, chat_id=USER):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from dataclasses import dataclass
 
-from telegram import Message, Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 
 from bot.context import build_messages, estimate_tokens, message_tokens
 from bot.errors import InputError, ProviderError
@@ -20,6 +22,9 @@ from bot.streaming.typing import TypingIndicator
 logger = logging.getLogger(__name__)
 
 ConversationKey = tuple[int, int | None]
+
+# Callback data of the Stop button: the prefix and the answer's id.
+STOP_PREFIX = "stop:"
 
 
 def _conversation_key(message: Message) -> ConversationKey:
@@ -74,114 +79,173 @@ async def answer(update: Update, context: BotContext, prompt: str) -> None:
     message = update.effective_message
     assert message is not None
     services = context.services
-    config = services.config
     lang = _lang(update)
-    user_id = update.effective_user.id if update.effective_user else None
     key = _conversation_key(message)
-    chat_id, thread_id = key
+    if services.conversations.busy(key):
+        # Scheduled now but sent while waiting, so the queue position is taken first.
+        notice = services.outbox.call(
+            message.chat_id,
+            lambda: message.reply_text(text("queued", lang), do_quote=True),
+            must_deliver=True,
+        )
+        asyncio.get_running_loop().create_task(notice)
     # Taken before any other await, so messages of one conversation are answered in order.
     async with services.conversations.hold(key):
-        store = services.store
-        await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang)
-        persona = config.persona(await store.chat_persona(chat_id))
-        conversation = await store.active_conversation(
-            chat_id, persona=persona.name, thread_id=thread_id
-        )
-        await store.add_user_message(
-            conversation,
-            text=prompt,
-            user_id=user_id,
-            telegram_chat_id=chat_id,
-            telegram_message_id=message.message_id,
-        )
-        history = await store.history(conversation, limit=config.context.max_messages)
-        request = ChatRequest(
-            model=config.models.chat,
-            messages=build_messages(
-                persona.prompt,
-                [
-                    ChatMessage("user" if m.role == "user" else "assistant", m.content)
-                    for m in history
-                ],
-                max_messages=config.context.max_messages,
-                max_tokens=config.context.max_tokens,
-            ),
-            user=user_tag(user_id) if user_id is not None else None,
-        )
-        answer_id = await store.start_answer(
-            conversation, telegram_chat_id=chat_id, model=request.model
-        )
+        await _answer_in_turn(update, context, prompt, lang)
 
-        async def checkpoint(so_far: str, message_ids: tuple[int, ...]) -> None:
-            await store.checkpoint_answer(answer_id, so_far, message_ids)
 
-        editor = StreamEditor(
-            context.bot,
-            services.outbox,
-            chat_id,
-            reply_to=message.message_id,
-            thread_id=thread_id,
-            on_progress=checkpoint,
-        )
-        await _stream_answer(context, request, editor, answer_id, lang)
+async def _answer_in_turn(update: Update, context: BotContext, prompt: str, lang: Lang) -> None:
+    message = update.effective_message
+    assert message is not None
+    services = context.services
+    config = services.config
+    store = services.store
+    user_id = update.effective_user.id if update.effective_user else None
+    chat_id, thread_id = _conversation_key(message)
+    await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang)
+    persona = config.persona(await store.chat_persona(chat_id))
+    conversation = await store.active_conversation(
+        chat_id, persona=persona.name, thread_id=thread_id
+    )
+    await store.add_user_message(
+        conversation,
+        text=prompt,
+        user_id=user_id,
+        telegram_chat_id=chat_id,
+        telegram_message_id=message.message_id,
+    )
+    history = await store.history(conversation, limit=config.context.max_messages)
+    request = ChatRequest(
+        model=config.models.chat,
+        messages=build_messages(
+            persona.prompt,
+            [ChatMessage("user" if m.role == "user" else "assistant", m.content) for m in history],
+            max_messages=config.context.max_messages,
+            max_tokens=config.context.max_tokens,
+        ),
+        user=user_tag(user_id) if user_id is not None else None,
+    )
+    answer_id = await store.start_answer(
+        conversation, telegram_chat_id=chat_id, model=request.model
+    )
+
+    async def checkpoint(so_far: str, message_ids: tuple[int, ...]) -> None:
+        await store.checkpoint_answer(answer_id, so_far, message_ids)
+
+    editor = StreamEditor(
+        context.bot,
+        services.outbox,
+        chat_id,
+        reply_to=message.message_id,
+        thread_id=thread_id,
+        on_progress=checkpoint,
+        drafts=services.drafts,
+        # The answer's id doubles as its draft id: a stop from the draft names it.
+        draft_id=answer_id,
+        stop_button=stop_button(answer_id, lang),
+    )
+    with services.stops.track(answer_id, user_id) as stop:
+        await _stream_answer(context, request, editor, answer_id=answer_id, lang=lang, stop=stop)
+
+
+def stop_button(answer_id: int, lang: Lang) -> InlineKeyboardMarkup:
+    """The Stop button shown under a streaming answer."""
+    button = InlineKeyboardButton(
+        text("button.stop", lang), callback_data=f"{STOP_PREFIX}{answer_id}"
+    )
+    return InlineKeyboardMarkup([[button]])
+
+
+@dataclass
+class _Outcome:
+    """How an answer ended, for storage and for the note under it."""
+
+    status: MessageStatus = MessageStatus.COMPLETE
+    note: str | None = None
+    error_kind: str | None = None
+    usage: Usage | None = None
+    provider: str | None = None
 
 
 async def _stream_answer(
     context: BotContext,
     request: ChatRequest,
     editor: StreamEditor,
+    *,
     answer_id: int,
     lang: Lang,
+    stop: asyncio.Event,
 ) -> None:
     """Feed provider events to the editor and finish the stored answer with its status."""
     store = context.services.store
     typing = TypingIndicator(context.bot, editor.chat_id, editor.thread_id)
     typing.start()
-    received = False
-    usage: Usage | None = None
-    provider: str | None = None
-    status = MessageStatus.COMPLETE
-    note: str | None = None
-    error_kind: str | None = None
-    try:
+    outcome = _Outcome()
+
+    async def consume() -> None:
         async for event in context.services.providers.stream_chat(request):
             if isinstance(event, TextDelta):
-                if not received:
-                    received = True
+                if not editor.text:
                     await typing.stop()
                 editor.append(event.text)
             elif isinstance(event, Usage):
-                usage = event
+                outcome.usage = event
             elif isinstance(event, StreamStart):
-                provider = event.provider
+                outcome.provider = event.provider
+
+    streaming = asyncio.create_task(consume(), name=f"answer-{answer_id}")
+    stopped = asyncio.create_task(stop.wait(), name=f"stop-{answer_id}")
+    try:
+        await asyncio.wait((streaming, stopped), return_when=asyncio.FIRST_COMPLETED)
+        if not streaming.done():
+            # Cancelling the consumer closes the provider's HTTP response mid-stream.
+            streaming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await streaming
+            outcome.status, outcome.note = MessageStatus.STOPPED, text("note.stopped", lang)
+        else:
+            streaming.result()
     except ProviderError as exc:
         logger.warning("answer %s failed: %s (%s)", answer_id, exc.kind, exc.detail)
-        error_kind = exc.kind.value
-        status = MessageStatus.CUT if received else MessageStatus.ERROR
-        note = cut_note(exc, lang) if received else user_message(exc, lang)
+        outcome.error_kind = exc.kind.value
+        if editor.text:
+            outcome.status, outcome.note = MessageStatus.CUT, cut_note(exc, lang)
+        else:
+            outcome.status, outcome.note = MessageStatus.ERROR, user_message(exc, lang)
     except asyncio.CancelledError:
+        streaming.cancel()
         # Shutdown while streaming: keep what arrived; recovery at start-up finishes it.
         await asyncio.shield(store.checkpoint_answer(answer_id, editor.text, editor.message_ids))
         raise
     finally:
+        stopped.cancel()
         await typing.stop()
+    await _finish(context, request, editor, answer_id, outcome)
+
+
+async def _finish(
+    context: BotContext,
+    request: ChatRequest,
+    editor: StreamEditor,
+    answer_id: int,
+    outcome: _Outcome,
+) -> None:
+    """Show the final text and store the answer, even if Telegram refuses the text."""
     answer_text = editor.text
-    if usage is None:
-        usage = Usage(
-            sum(message_tokens(m) for m in request.messages),
-            estimate_tokens(answer_text),
-            estimated=True,
-        )
+    usage = outcome.usage or Usage(
+        sum(message_tokens(m) for m in request.messages),
+        estimate_tokens(answer_text),
+        estimated=True,
+    )
     try:
-        await editor.finish(note=note)
+        await editor.finish(note=outcome.note)
     finally:
-        # Stored even if Telegram refused the final text: the answer itself is not lost.
-        await store.finish_answer(
+        await context.services.store.finish_answer(
             answer_id,
             text=answer_text,
-            status=status,
+            status=outcome.status,
             telegram_message_ids=editor.message_ids,
             usage=usage,
-            provider=provider,
-            error_kind=error_kind,
+            provider=outcome.provider,
+            error_kind=outcome.error_kind,
         )

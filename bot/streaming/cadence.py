@@ -27,10 +27,10 @@ class ChatBudget:
         """Whether forgetting this chat would change nothing: no wait, hold or penalty left."""
         return now >= max(self.next_at, self.hold_until, self.penalty_until)
 
-    def sent(self, now: float) -> None:
-        """Record a call that went out at ``now``."""
+    def sent(self, now: float, interval: float | None = None) -> None:
+        """Record a call that went out at ``now``; ``interval`` overrides the usual spacing."""
         factor = PENALTY_FACTOR if now < self.penalty_until else 1.0
-        self.next_at = now + self.interval * factor
+        self.next_at = now + (self.interval if interval is None else interval) * factor
 
     def retry_after(self, now: float, seconds: float) -> None:
         """Record a 429: hold the chat for ``seconds`` and widen its interval for a while."""

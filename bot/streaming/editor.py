@@ -1,8 +1,12 @@
-"""Shows one growing answer in Telegram: send on the first text, then edit on a cadence.
+"""Shows one growing answer in Telegram, as a native draft or by editing a message.
 
-The provider side only calls ``append`` with each new piece; a background task sends the
-newest text whenever the outbox grants the chat a slot, so pending edits coalesce and a
+The provider side only calls ``append`` with each new piece; a background task shows the
+newest text whenever the outbox grants the chat a slot, so pending updates coalesce and a
 slow Telegram never slows the provider stream. ``finish`` always delivers the final text.
+
+In private chats the growing tail is streamed with ``sendMessageDraft`` (an ephemeral,
+animated preview) and sent as a real message at the end; any error from that method turns
+drafts off for the chat and the answer continues with send-then-edit, as in groups.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
-from telegram import Bot, MessageEntity, ReplyParameters
-from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
+from telegram import Bot, InlineKeyboardMarkup, MessageEntity, ReplyParameters
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
 from bot.streaming.outbox import Outbox
 from bot.streaming.render import Rendered, append_note, render_markdown
@@ -25,6 +30,34 @@ ProgressCallback = Callable[[str, tuple[int, ...]], Awaitable[None]]
 
 # Network failures on the final text are retried this many times before giving up.
 FINAL_ATTEMPTS = 4
+# A draft lives 30 seconds in the client; renew it before then while the model is silent.
+DRAFT_KEEPALIVE_SECONDS = 25.0
+
+
+class DraftSupport:
+    """Which chats stream as native drafts; a chat whose draft failed once uses edits."""
+
+    def __init__(self, *, enabled: bool, interval: float) -> None:
+        self.enabled = enabled
+        self.interval = interval
+        self._refused: set[int] = set()
+
+    def allowed(self, chat_id: int) -> bool:
+        """Drafts exist for private chats only (positive ids are users)."""
+        return self.enabled and chat_id > 0 and chat_id not in self._refused
+
+    def refuse(self, chat_id: int) -> None:
+        """Stop using drafts in ``chat_id``."""
+        self._refused.add(chat_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shown:
+    """What one Telegram message of the answer shows."""
+
+    message_id: int
+    part: Rendered
+    with_stop: bool = False
 
 
 class StreamEditor:
@@ -40,6 +73,9 @@ class StreamEditor:
         thread_id: int | None = None,
         on_progress: ProgressCallback | None = None,
         adopt_message_ids: Sequence[int] = (),
+        drafts: DraftSupport | None = None,
+        draft_id: int = 1,
+        stop_button: InlineKeyboardMarkup | None = None,
     ) -> None:
         self._bot = bot
         self._outbox = outbox
@@ -47,15 +83,20 @@ class StreamEditor:
         self._reply_to = reply_to
         self._thread_id = thread_id
         self._on_progress = on_progress
-        # The answer's pieces, joined only when a slot comes (once a second, not per chunk).
+        self._drafts = drafts
+        self._draft_id = draft_id
+        self._stop_button = stop_button
+        # The answer's pieces, joined only when a slot comes (about once a second).
         self._pieces: list[str] = []
         self._version = 0
         self._joined = ("", 0)
         self._note: str | None = None
+        self._final = False
         # Messages already in the chat (from before a restart) are reused, their text unknown.
-        self._sent: list[tuple[int, Rendered]] = [(i, Rendered("")) for i in adopt_message_ids]
-        # (version, note) that Telegram shows in full, and whether parts still differ.
-        self._synced: tuple[int, str | None] = (0, None)
+        self._sent = [_Shown(i, Rendered("")) for i in adopt_message_ids]
+        self._draft: Rendered | None = None
+        # What Telegram shows in full: (version, note, final); and whether parts still differ.
+        self._synced: tuple[int, str | None, bool] = (0, None, False)
         self._more = False
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -74,7 +115,7 @@ class StreamEditor:
     @property
     def message_ids(self) -> tuple[int, ...]:
         """The Telegram messages the answer occupies so far."""
-        return tuple(message_id for message_id, _ in self._sent)
+        return tuple(shown.message_id for shown in self._sent)
 
     @property
     def text(self) -> str:
@@ -103,6 +144,7 @@ class StreamEditor:
             self._pieces[:] = [text]
             self._version += 1
         self._note = note
+        self._final = True
         for attempt in range(FINAL_ATTEMPTS):
             try:
                 while self._pending():
@@ -114,26 +156,37 @@ class StreamEditor:
         return self.message_ids
 
     async def aclose(self) -> None:
-        """Stop the background flushing without delivering anything more."""
+        """Stop the background updates without delivering anything more."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
 
+    def _drafting(self) -> bool:
+        return not self._final and self._drafts is not None and self._drafts.allowed(self._chat_id)
+
     async def _flush_loop(self) -> None:
         while True:
-            await self._dirty.wait()
+            try:
+                async with asyncio.timeout(DRAFT_KEEPALIVE_SECONDS):
+                    await self._dirty.wait()
+            except TimeoutError:
+                if not (self._drafting() and self._draft is not None):
+                    continue
+                self._draft = None  # shown again, so the client keeps it past 30 seconds
+                self._more = True
             self._dirty.clear()
             if not self._pending():
                 continue
+            interval = self._drafts.interval if self._drafts and self._drafting() else None
             try:
                 sent = await self._outbox.call(
-                    self._chat_id, self._sync_next_part, must_deliver=False
+                    self._chat_id, self._sync_next_part, must_deliver=False, interval=interval
                 )
             except NetworkError as exc:
-                # A failed intermediate edit is superseded by the next one.
-                logger.info("edit in chat %s failed: %s", self._chat_id, exc)
+                # A failed intermediate update is superseded by the next one.
+                logger.info("update in chat %s failed: %s", self._chat_id, exc)
                 sent = None
             if self._pending():
                 self._dirty.set()
@@ -142,78 +195,125 @@ class StreamEditor:
 
     def _pending(self) -> bool:
         """Whether Telegram shows something other than the newest text."""
-        return not self._dead and (self._more or self._synced != (self._version, self._note))
+        state = (self._version, self._note, self._final)
+        return not self._dead and (self._more or self._synced != state)
 
     async def _sync_next_part(self) -> bool | None:
-        """Send or edit the first part that differs from what Telegram shows; None if none."""
-        state = (self._version, self._note)
+        """Make the first part that differs show what it should; None if none differs."""
+        state = (self._version, self._note, self._final)
         rendered = render_markdown(self.text)
         if self._note:
             rendered = append_note(rendered, self._note)
         parts = [part for part in split_rendered(rendered) if part.text.strip()]
+        drafting = self._drafting()
         for index, part in enumerate(parts):
-            if index < len(self._sent) and self._sent[index][1] == part:
-                continue
-            if index < len(self._sent):
-                await self._edit(index, part)
+            last = index == len(parts) - 1
+            if drafting and last:
+                if self._draft == part:
+                    continue
+                if not await self._show_draft(part):
+                    self._more = True  # drafts are off now; the next slot sends a message
+                    return True
             else:
-                await self._send(part)
+                with_stop = last and not self._final and self._stop_button is not None
+                if index < len(self._sent):
+                    shown = self._sent[index]
+                    if shown.part == part and shown.with_stop == with_stop:
+                        continue
+                    await self._edit(index, part, with_stop=with_stop)
+                else:
+                    await self._send(part, with_stop=with_stop)
             # Only a call that went through counts; a 429 leaves the state pending.
-            self._more = index < len(parts) - 1
-            if not self._more:
+            self._more = not last
+            if last:
                 self._synced = state
             return True
         self._synced, self._more = state, False
         return None
 
-    async def _send(self, part: Rendered) -> None:
+    async def _show_draft(self, part: Rendered) -> bool:
+        """Show ``part`` as the chat's draft; False if the chat refuses drafts."""
+        assert self._drafts is not None
+        extra = {"can_stop": True} if self._stop_button is not None else None
+        try:
+            await self._bot.send_message_draft(
+                self._chat_id,
+                self._draft_id,
+                part.text,
+                entities=_entities(part),
+                message_thread_id=self._thread_id,
+                api_kwargs=extra,
+            )
+        except RetryAfter:
+            raise
+        except TelegramError as exc:
+            logger.info("drafts unavailable in chat %s (%s); using edits", self._chat_id, exc)
+            self._drafts.refuse(self._chat_id)
+            return False
+        self._draft = part
+        return True
+
+    async def _send(self, part: Rendered, *, with_stop: bool) -> None:
         reply = None
         if not self._sent and self._reply_to is not None:
             reply = ReplyParameters(self._reply_to, allow_sending_without_reply=True)
+        markup = self._stop_button if with_stop else None
         try:
-            message = await self._bot.send_message(
-                self._chat_id,
-                part.text,
-                entities=_entities(part),
-                reply_parameters=reply,
-                message_thread_id=self._thread_id,
-            )
-        except BadRequest as exc:
-            if not _is_entity_error(exc):
-                raise
-            message = await self._bot.send_message(
-                self._chat_id, part.text, reply_parameters=reply, message_thread_id=self._thread_id
-            )
-        except Forbidden as exc:
-            self._give_up(exc)
-            return
-        self._sent.append((message.message_id, part))
-
-    async def _edit(self, index: int, part: Rendered) -> None:
-        message_id = self._sent[index][0]
-        try:
-            await self._bot.edit_message_text(
-                part.text, chat_id=self._chat_id, message_id=message_id, entities=_entities(part)
-            )
-        except BadRequest as exc:
-            reason = str(exc).lower()
-            if "not modified" in reason:
-                pass
-            elif _is_entity_error(exc):
-                await self._bot.edit_message_text(
-                    part.text, chat_id=self._chat_id, message_id=message_id
+            try:
+                message = await self._bot.send_message(
+                    self._chat_id,
+                    part.text,
+                    entities=_entities(part),
+                    reply_parameters=reply,
+                    message_thread_id=self._thread_id,
+                    reply_markup=markup,
                 )
-            elif "message to edit not found" in reason:
-                # The user deleted it; the rest of the answer still deserves a home.
-                del self._sent[index:]
-                await self._send(part)
-                return
-            else:
-                raise
+            except BadRequest as exc:
+                if not _is_entity_error(exc):
+                    raise
+                message = await self._bot.send_message(
+                    self._chat_id,
+                    part.text,
+                    reply_parameters=reply,
+                    message_thread_id=self._thread_id,
+                    reply_markup=markup,
+                )
         except Forbidden as exc:
             self._give_up(exc)
             return
-        self._sent[index] = (message_id, part)
+        self._sent.append(_Shown(message.message_id, part, with_stop))
+
+    async def _edit(self, index: int, part: Rendered, *, with_stop: bool) -> None:
+        message_id = self._sent[index].message_id
+        markup = self._stop_button if with_stop else None
+        try:
+            try:
+                await self._bot.edit_message_text(
+                    part.text,
+                    chat_id=self._chat_id,
+                    message_id=message_id,
+                    entities=_entities(part),
+                    reply_markup=markup,
+                )
+            except BadRequest as exc:
+                reason = str(exc).lower()
+                if "not modified" in reason:
+                    pass
+                elif _is_entity_error(exc):
+                    await self._bot.edit_message_text(
+                        part.text, chat_id=self._chat_id, message_id=message_id, reply_markup=markup
+                    )
+                elif "message to edit not found" in reason:
+                    # The user deleted it; the rest of the answer still deserves a home.
+                    del self._sent[index:]
+                    await self._send(part, with_stop=with_stop)
+                    return
+                else:
+                    raise
+        except Forbidden as exc:
+            self._give_up(exc)
+            return
+        self._sent[index] = _Shown(message_id, part, with_stop)
 
     def _give_up(self, exc: TelegramError) -> None:
         logger.warning("chat %s refuses messages (%s); answer kept in storage", self._chat_id, exc)

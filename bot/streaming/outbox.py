@@ -84,12 +84,14 @@ class Outbox:
         make_call: Callable[[], Awaitable[T | None]],
         *,
         must_deliver: bool,
+        interval: float | None = None,
     ) -> T | None:
         """Run ``make_call`` in the chat's next free slot.
 
         ``make_call`` is invoked only once the slot is granted, so it sends the newest
         state; returning None means it had nothing to send. A 429 holds the chat; the call
         is then retried when ``must_deliver``, otherwise dropped (newer text follows).
+        ``interval`` replaces the chat's own spacing after this call (drafts animate faster).
         """
         budget = self._budget(chat_id)
         lock = self._locks.setdefault(chat_id, asyncio.Lock())
@@ -110,5 +112,5 @@ class Outbox:
                         continue
                     return None
                 if result is not None:
-                    budget.sent(self._clock())
+                    budget.sent(self._clock(), interval)
                 return result

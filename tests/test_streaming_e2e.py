@@ -1,0 +1,121 @@
+"""End to end: native drafts in private chats, the Stop button, and queued messages."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+from tests.fakes.provider import Chunk, Delay, Done, Finish, Role
+from tests.test_chat_e2e import answers_once_stored, bot_texts, streamed, until
+
+USER = 42
+GROUP = -1001234
+
+
+def stop_data(telegram, chat_id):
+    """The callback data of the Stop button under the bot's newest message, if any."""
+    for message in reversed(telegram.messages(chat_id)):
+        markup = message.reply_markup
+        if message.from_bot and markup:
+            return markup["inline_keyboard"][0][0]["callback_data"], message.message_id
+    return None
+
+
+async def test_private_chat_streams_as_a_draft_then_sends_the_final_message(
+    telegram, provider, bot, config
+):
+    pieces = [f"w{i} " for i in range(16)]
+    provider.enqueue(*streamed(pieces, delay=0.15))
+    telegram.user_sends("draft it")
+    answer = "".join(pieces).strip()
+    await until(lambda: answer in bot_texts(telegram))
+
+    drafts = telegram.drafts(USER)
+    assert len(drafts) >= 3
+    assert len({d.draft_id for d in drafts}) == 1
+    texts = [d.text for d in drafts]
+    assert all(b.startswith(a) for a, b in pairwise(texts))
+    gaps = [b.at - a.at for a, b in pairwise(drafts)]
+    assert min(gaps) >= config.streaming.draft_interval
+    assert telegram.calls_to("editMessageText") == []
+    (final,) = telegram.calls_to("sendMessage")
+    assert final.params["text"] == answer
+    assert final.at > drafts[-1].at
+    assert "reply_markup" not in final.params
+
+
+async def test_a_chat_that_refuses_drafts_falls_back_to_edits_for_good(telegram, provider, bot):
+    telegram.inject_error("sendMessageDraft", 400, "Bad Request: drafts are unavailable")
+    provider.enqueue(*streamed([f"a{i} " for i in range(8)], delay=0.3))
+    telegram.user_sends("first")
+    await until(lambda: "a7" in "".join(bot_texts(telegram)))
+    assert telegram.calls_to("editMessageText"), "the answer should continue with edits"
+
+    provider.enqueue_stream(["second answer"])
+    telegram.user_sends("second")
+    await until(lambda: "second answer" in bot_texts(telegram))
+    assert len(telegram.calls_to("sendMessageDraft")) == 1
+
+
+async def test_the_stop_button_ends_the_answer_and_keeps_what_arrived(
+    telegram, provider, bot, config
+):
+    provider.enqueue(Role(), Chunk("Part one. "), Delay(0.2), Chunk("Part two."), Delay(30))
+    telegram.user_sends("/chat a long story", chat_id=GROUP)
+    await until(lambda: stop_data(telegram, GROUP) is not None)
+    await until(lambda: "Part two." in "".join(bot_texts(telegram, GROUP)), timeout=10)
+    data, message_id = stop_data(telegram, GROUP)
+    telegram.user_presses(data, message_id=message_id, chat_id=GROUP)
+
+    await until(lambda: any("Stopped" in t for t in bot_texts(telegram, GROUP)))
+    assert bot_texts(telegram, GROUP)[-1] == "Part one. Part two.\n\n⏹ Stopped."
+    assert stop_data(telegram, GROUP) is None, "the button goes away with the final text"
+    (answered,) = telegram.calls_to("answerCallbackQuery")
+    assert answered.params["text"] == "Stopping…"
+    assert await answers_once_stored(config, 1) == [("Part one. Part two.", "stopped")]
+
+
+async def test_only_the_asker_may_stop_an_answer(telegram, provider, bot):
+    provider.enqueue(
+        Role(), Chunk("Still going"), Delay(1.5), Chunk(" and done."), Finish(), Done()
+    )
+    telegram.user_sends("/chat go", chat_id=GROUP, user_id=7)
+    await until(lambda: stop_data(telegram, GROUP) is not None)
+    data, message_id = stop_data(telegram, GROUP)
+    telegram.user_presses(data, message_id=message_id, chat_id=GROUP, user_id=8)
+
+    await until(lambda: "Still going and done." in bot_texts(telegram, GROUP))
+    (answered,) = telegram.calls_to("answerCallbackQuery")
+    assert "Only the person who asked" in answered.params["text"]
+
+
+async def test_stopping_a_draft_stops_the_answer(telegram, provider, bot, config):
+    provider.enqueue(Role(), Chunk("Drafted so far"), Delay(30))
+    telegram.user_sends("write forever")
+    await until(lambda: bool(telegram.drafts(USER)))
+    draft = telegram.drafts(USER)[0]
+    telegram.push_update(
+        {
+            "stopped_message_generation": {
+                "chat": {"id": USER, "type": "private", "first_name": "Alice"},
+                "draft_id": draft.draft_id,
+            }
+        }
+    )
+    await until(lambda: any("Stopped" in t for t in bot_texts(telegram)))
+    assert bot_texts(telegram) == ["Drafted so far\n\n⏹ Stopped."]
+    assert await answers_once_stored(config, 1) == [("Drafted so far", "stopped")]
+
+
+async def test_a_message_sent_while_answering_is_queued_and_answered_after(telegram, provider, bot):
+    provider.enqueue(*streamed(["First ", "answer."], delay=0.8))
+    provider.enqueue_stream(["Second answer."])
+    telegram.user_sends("one")
+    await until(lambda: bool(provider.requests))
+    telegram.user_sends("two")
+
+    await until(lambda: "Second answer." in bot_texts(telegram))
+    texts = bot_texts(telegram)
+    assert texts[0].startswith("⏳")
+    assert texts[1:] == ["First answer.", "Second answer."]
+    second = [m["content"] for m in provider.requests[1].json["messages"]]
+    assert second[-3:] == ["one", "First answer.", "two"]
