@@ -196,9 +196,18 @@ async def test_provider_error_reaches_the_user_and_the_bot_keeps_serving(
 
 
 async def test_errors_are_told_in_chinese_to_chinese_users(telegram, provider, bot):
-    provider.enqueue_error(429, {"error": {"message": "slow down", "type": "rate_limit_exceeded"}})
+    provider.enqueue_error(
+        400,
+        {
+            "error": {
+                "message": "Your request was rejected by the safety system.",
+                "type": "invalid_request_error",
+                "code": "content_policy_violation",
+            }
+        },
+    )
     telegram.user_sends("你好", language_code="zh-hans")
-    await until(lambda: any("请求过多" in t for t in bot_texts(telegram)))
+    await until(lambda: any("内容安全策略" in t for t in bot_texts(telegram)))
 
 
 async def test_a_cut_stream_keeps_what_arrived_and_says_it_was_cut(telegram, provider, bot, config):
@@ -250,3 +259,12 @@ async def test_not_modified_and_rejected_entities_do_not_lose_the_answer(telegra
     provider.enqueue(*streamed(pieces, delay=0.6))
     telegram.user_sends("format it")
     await until(lambda: "Bold start then more and the end." in bot_texts(telegram), timeout=20)
+
+
+async def test_a_multi_line_chat_command_keeps_its_line_breaks(telegram, provider, bot):
+    provider.enqueue_stream(["ok"])
+    telegram.user_sends("/chat first line\nsecond line\n\n  indented")
+    await until(lambda: "ok" in bot_texts(telegram))
+    assert provider.requests[0].json["messages"][-1]["content"] == (
+        "first line\nsecond line\n\n  indented"
+    )

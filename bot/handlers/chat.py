@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.constants import MessageEntityType
 
 from bot.context import build_messages, estimate_tokens, message_tokens
 from bot.errors import InputError, ProviderError
@@ -33,6 +34,16 @@ def _conversation_key(message: Message) -> ConversationKey:
     return (message.chat_id, thread_id)
 
 
+def command_argument(message: Message) -> str:
+    """The text after the leading /command, line breaks kept (``context.args`` loses them)."""
+    body = message.text or ""
+    for entity in message.entities:
+        if entity.type == MessageEntityType.BOT_COMMAND and entity.offset == 0:
+            # Entity lengths are UTF-16 units, but a command is ASCII, so they match here.
+            return body[entity.length :].strip()
+    return body.strip()
+
+
 def _lang(update: Update) -> Lang:
     user = update.effective_user
     return language_of(user.language_code if user else None)
@@ -43,9 +54,9 @@ async def chat_command(update: Update, context: BotContext) -> None:
     message = update.effective_message
     if message is None:
         return
-    prompt = " ".join(context.args or ()).strip()
+    prompt = command_argument(message)
     if not prompt:
-        await message.reply_text(user_message(InputError("input.empty_chat"), _lang(update)))
+        await context.reply(message, user_message(InputError("input.empty_chat"), _lang(update)))
         return
     await answer(update, context, prompt)
 
@@ -71,7 +82,7 @@ async def new_command(update: Update, context: BotContext) -> None:
         await services.store.new_conversation(
             chat_id, persona=services.config.persona(persona).name, thread_id=thread_id
         )
-    await message.reply_text(text("new_conversation", _lang(update)))
+    await context.reply(message, text("new_conversation", _lang(update)))
 
 
 async def answer(update: Update, context: BotContext, prompt: str) -> None:
@@ -83,12 +94,7 @@ async def answer(update: Update, context: BotContext, prompt: str) -> None:
     key = _conversation_key(message)
     if services.conversations.busy(key):
         # Scheduled now but sent while waiting, so the queue position is taken first.
-        notice = services.outbox.call(
-            message.chat_id,
-            lambda: message.reply_text(text("queued", lang), do_quote=True),
-            must_deliver=True,
-        )
-        asyncio.get_running_loop().create_task(notice)
+        asyncio.get_running_loop().create_task(context.reply(message, text("queued", lang)))
     # Taken before any other await, so messages of one conversation are answered in order.
     async with services.conversations.hold(key):
         await _answer_in_turn(update, context, prompt, lang)

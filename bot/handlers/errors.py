@@ -21,6 +21,7 @@ async def error_handler(update: object, context: BotContext) -> None:
     user = update.effective_user
     lang = language_of(user.language_code if user else None)
     try:
-        await update.effective_message.reply_text(user_message(context.error or Exception(), lang))
+        apology = user_message(context.error or Exception(), lang)
+        await context.reply(update.effective_message, apology)
     except TelegramError:
         logger.warning("could not send the apology for a failed update", exc_info=True)

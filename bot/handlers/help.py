@@ -27,7 +27,7 @@ async def start_command(update: Update, context: BotContext) -> None:
     if update.effective_message is None:
         return
     lang = language_of(update.effective_user.language_code if update.effective_user else None)
-    await update.effective_message.reply_text(text("start", lang) + "\n\n" + text("help", lang))
+    await context.reply(update.effective_message, text("start", lang) + "\n\n" + text("help", lang))
 
 
 async def help_command(update: Update, context: BotContext) -> None:
@@ -35,4 +35,4 @@ async def help_command(update: Update, context: BotContext) -> None:
     if update.effective_message is None:
         return
     lang = language_of(update.effective_user.language_code if update.effective_user else None)
-    await update.effective_message.reply_text(text("help", lang))
+    await context.reply(update.effective_message, text("help", lang))
