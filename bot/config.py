@@ -64,10 +64,19 @@ class ProviderConfig:
     name: str
     base_url: str
     api_key: str = field(default="", repr=False)
-    kind: Literal["openai"] = "openai"
+    # "openai": an OpenAI-compatible chat API; "anthropic": Anthropic's native Messages API.
+    kind: Literal["openai", "anthropic"] = "openai"
     models: tuple[str, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+    # Sent when a request sets none; the anthropic kind needs one and falls back to 4096.
+    max_tokens: int | None = None
+    # Retries of this provider, with backoff, when it is the last one left for a request.
+    retries: int = 2
+    # openai kind only: ask for the short Reduce-Stream shapes (seed 002).
+    reduce_stream: bool = False
+    # openai kind only: send stream_options.include_usage (some providers reject it).
+    include_usage: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +194,7 @@ def _check(config: Config) -> None:
         if provider.name in seen:
             raise ConfigError(f"providers[{i}].name", f"duplicate provider name {provider.name!r}")
         seen.add(provider.name)
-        if not provider.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"providers[{i}].base_url", "must start with http:// or https://")
+        _check_provider(f"providers[{i}]", provider)
     if not config.personas:
         raise ConfigError("personas", "at least one persona is needed")
     names = [p.name for p in config.personas]
@@ -194,6 +202,23 @@ def _check(config: Config) -> None:
         if name in names[:i]:
             raise ConfigError(f"personas[{i}].name", f"duplicate persona name {name!r}")
     _check_limits(config)
+
+
+def _check_provider(path: str, provider: ProviderConfig) -> None:
+    """Rules for one provider."""
+    if not provider.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{path}.base_url", "must start with http:// or https://")
+    for key in ("connect", "first_chunk", "idle", "total"):
+        if getattr(provider.timeouts, key) <= 0:
+            raise ConfigError(f"{path}.timeouts.{key}", "must be positive")
+    if provider.max_tokens is not None and provider.max_tokens <= 0:
+        raise ConfigError(f"{path}.max_tokens", "must be positive")
+    if provider.retries < 0:
+        raise ConfigError(f"{path}.retries", "must not be negative")
+    if provider.kind != "openai":
+        for key in ("reduce_stream", "include_usage"):
+            if getattr(provider, key):
+                raise ConfigError(f"{path}.{key}", "is an option of kind openai only")
 
 
 def _check_limits(config: Config) -> None:

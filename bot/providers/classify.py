@@ -6,6 +6,11 @@ Dialects recognised (bodies as the seed documents give them):
   with ``type: "talk_api_error"`` and its own codes.
 * 冰橙: ``{"codes": 900, "mess": "...", "data": "token"}``, where ``codes`` is not an HTTP
   status (its 400 means illegal content), and Cloudflare's ``cf_bad_gateway`` error object.
+* Anthropic (and OhMyGPT's native Messages API): ``{"type": "error", "error": {"type",
+  "message"}}`` in a non-2xx body or as an ``error`` event mid-stream, with types
+  ``invalid_request_error`` (400), ``authentication_error`` (401), ``permission_error`` (403),
+  ``not_found_error`` (404), ``request_too_large`` (413), ``rate_limit_error`` (429),
+  ``api_error`` (500) and ``overloaded_error`` (529).
 * anything else, HTML error pages included: classified by the HTTP status alone.
 
 The order is: the provider's own code, then its error type, then well-known phrases in the
@@ -61,6 +66,10 @@ _BY_TYPE: dict[str, type[ProviderError]] = {
     "authentication_error": AuthError,
     "permission_error": AuthError,
     "insufficient_quota": QuotaError,
+    "billing_error": QuotaError,
+    "not_found_error": ModelNotFound,
+    "request_too_large": ContextTooLong,
+    "timeout_error": ProviderTimeout,
     "rate_limit_error": RateLimited,
     # OpenAI's types for request- and token-per-minute limits.
     "requests": RateLimited,
@@ -94,6 +103,7 @@ _PHRASES: tuple[tuple[str, type[ProviderError]], ...] = (
     ("content management policy", ContentRejected),
     ("content_policy_violation", ContentRejected),
     ("exceeded your current quota", QuotaError),
+    ("credit balance is too low", QuotaError),
     ("rate limit", RateLimited),
     ("rate_limit", RateLimited),
 )

@@ -1,8 +1,9 @@
 """Pure, incremental decoders: bytes in, typed values out, no I/O.
 
 ``SSEDecoder`` cuts a byte stream into Server-Sent Events; ``OpenAIStreamParser`` turns the
-data payloads of an OpenAI-compatible chat stream into ``StreamEvent`` values. Both are fed
-by hand, so tests can split recorded streams at every byte offset.
+data payloads of an OpenAI-compatible chat stream into ``StreamEvent`` values (Anthropic's
+stream has its own parser in ``anthropic_decoder``). Both are fed by hand, so tests can
+split recorded streams at every byte offset. ``parse_models`` reads a model list.
 
 Where the stream ends (the rule every adapter relies on): ``OpenAIStreamParser`` emits
 ``StreamEnd`` when it sees ``[DONE]``. When the body ends without ``[DONE]``, ``close()``
@@ -18,7 +19,14 @@ import json
 from dataclasses import dataclass
 
 from bot.errors import StreamCut
-from bot.providers.base import StreamEnd, StreamEvent, TextDelta, ToolCallDelta, Usage
+from bot.providers.base import (
+    ModelInfo,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from bot.providers.classify import classify_error, is_error_body
 
 DONE = "[DONE]"
@@ -142,9 +150,22 @@ class OpenAIStreamParser:
         return self._finish_reason
 
     @property
+    def finished(self) -> bool:
+        """True once a finish reason was seen: the answer is complete even without [DONE]."""
+        return self._finish_reason is not None
+
+    @property
     def started(self) -> bool:
         """True once any text or tool-call fragment was emitted: the answer is partial now."""
         return self._started
+
+    def feed_message(self, message: SSEMessage) -> list[StreamEvent]:
+        """Parse one server-sent event; an ``error`` event raises its classified error."""
+        if self._done:
+            return []
+        if message.event == "error":
+            raise classify_error(None, message.data, provider=self._provider, secrets=self._secrets)
+        return self.feed(message.data)
 
     def feed(self, payload: str) -> list[StreamEvent]:
         """Parse one SSE data payload."""
@@ -243,6 +264,31 @@ def parse_completion(
     events = parser.feed_chunk(body)
     events.append(StreamEnd(parser.finish_reason or "stop"))
     return events
+
+
+def parse_models(body: object) -> list[ModelInfo]:
+    """Models from ``{"data": [{"id", "owned_by", ...}]}`` (or a bare list); [] otherwise.
+
+    Anthropic's list has the same ``data`` with ``display_name`` and no ``owned_by``; every
+    field but ``id`` and ``owned_by`` is kept in ``extra``.
+    """
+    items = body.get("data") if isinstance(body, dict) else body
+    if not isinstance(items, list):
+        return []
+    models: list[ModelInfo] = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            continue
+        owned_by = item.get("owned_by")
+        extra = {k: v for k, v in item.items() if k not in ("id", "owned_by")}
+        models.append(
+            ModelInfo(
+                id=item["id"],
+                owned_by=owned_by if isinstance(owned_by, str) else None,
+                extra=extra,
+            )
+        )
+    return models
 
 
 def _tool_calls(calls: list[object], out: list[StreamEvent]) -> None:

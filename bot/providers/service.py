@@ -1,15 +1,38 @@
-"""Routing: which provider serves a model, and moving on when one fails before answering."""
+"""Routing: which provider serves a model, retries, failover, and each provider's health.
+
+A request goes to the providers that serve its model, in the configured order. Before any
+part of the answer (text or a tool call) reached the caller:
+
+* a retryable error (``RateLimited``, ``Unavailable``, ``ProviderTimeout``, ``StreamCut``), or
+  a fault of the provider rather than of the request (``AuthError``, ``QuotaError``,
+  ``ModelNotFound``), moves on to the next provider;
+* on the last provider, a retryable error is retried up to the provider's ``retries`` times
+  after ``BACKOFF_BASE`` seconds, doubling each time, or after the error's ``retry_after``
+  when it has one; a wait longer than ``MAX_RETRY_WAIT`` gives up at once. A timeout is not
+  retried on the same provider: the user has already waited the whole timeout for it.
+
+Once part of the answer was yielded nothing is retried: the error propagates, and the caller
+shows the partial answer with a note. Other errors (the request itself is at fault: too
+long, refused, malformed) propagate at once.
+
+A provider that failed ``FAILURES_BEFORE_COOLDOWN`` times in a row with retryable errors is
+skipped for ``COOLDOWN_SECONDS`` after its last failure, unless every provider of the model
+is cooling down; one success resets it (``ProviderHealth``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import aiohttp
 
 from bot.config import Config, ProviderConfig
-from bot.errors import ProviderError
+from bot.errors import AuthError, ModelNotFound, ProviderError, ProviderTimeout, QuotaError
+from bot.providers.anthropic import AnthropicProvider
 from bot.providers.base import (
     ChatRequest,
     ModelInfo,
@@ -17,6 +40,7 @@ from bot.providers.base import (
     StreamEvent,
     StreamStart,
     TextDelta,
+    ToolCallDelta,
 )
 from bot.providers.openai_compat import OpenAICompatProvider
 
@@ -24,6 +48,21 @@ logger = logging.getLogger(__name__)
 
 # Seed 003 caps the `user` field at 64 characters; a hex digest prefix stays well inside.
 _USER_TAG_LENGTH = 32
+
+BACKOFF_BASE = 0.5
+"""Seconds before the first retry of the last provider; each further retry waits twice as long."""
+
+MAX_RETRY_WAIT = 20.0
+"""The longest wait before a retry; a provider asking for more (Retry-After) is given up on."""
+
+FAILURES_BEFORE_COOLDOWN = 3
+"""Retryable failures in a row after which a provider is skipped for a while."""
+
+COOLDOWN_SECONDS = 30.0
+"""How long a failing provider is skipped, counted from its last failure."""
+
+PROVIDER_FAULTS: tuple[type[ProviderError], ...] = (AuthError, QuotaError, ModelNotFound)
+"""Errors that are the provider's problem, not the request's: another provider may serve it."""
 
 
 def user_tag(telegram_user_id: int) -> str:
@@ -37,13 +76,82 @@ def build_provider(config: ProviderConfig, session: aiohttp.ClientSession) -> Pr
     match config.kind:
         case "openai":
             return OpenAICompatProvider(config, session)
+        case "anthropic":
+            return AnthropicProvider(config, session)
+
+
+def retry_delay(
+    attempt: int,
+    retry_after: float | None,
+    *,
+    base: float = BACKOFF_BASE,
+    cap: float = MAX_RETRY_WAIT,
+) -> float | None:
+    """Seconds to wait before retry number ``attempt`` (from 0); None when over ``cap``.
+
+    The provider's ``retry_after`` wins over the backoff when it gave one.
+    """
+    delay = retry_after if retry_after is not None else base * 2**attempt
+    return delay if delay <= cap else None
+
+
+class ProviderHealth:
+    """Consecutive retryable failures per provider, and whether it is cooling down.
+
+    Pure state with an injectable clock. A provider cools down for ``cooldown`` seconds from
+    its last failure once it failed ``threshold`` times in a row; when that has passed it is
+    tried again, and a single further failure cools it down again until a success resets it.
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold: int = FAILURES_BEFORE_COOLDOWN,
+        cooldown: float = COOLDOWN_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._failures: dict[str, int] = {}
+        self._last_failure: dict[str, float] = {}
+
+    def failed(self, name: str) -> None:
+        """``name`` failed with a retryable error."""
+        self._failures[name] = self._failures.get(name, 0) + 1
+        self._last_failure[name] = self._clock()
+
+    def succeeded(self, name: str) -> None:
+        """``name`` served an answer: it is healthy again."""
+        self._failures.pop(name, None)
+        self._last_failure.pop(name, None)
+
+    def failures(self, name: str) -> int:
+        """Retryable failures of ``name`` since its last success."""
+        return self._failures.get(name, 0)
+
+    def cooling(self, name: str) -> bool:
+        """True while ``name`` is to be skipped."""
+        if self._failures.get(name, 0) < self.threshold:
+            return False
+        return self._clock() < self._last_failure[name] + self.cooldown
 
 
 class ProviderService:
     """The configured providers, and the one way handlers reach them."""
 
-    def __init__(self, providers: Sequence[tuple[ProviderConfig, Provider]]) -> None:
+    def __init__(
+        self,
+        providers: Sequence[tuple[ProviderConfig, Provider]],
+        *,
+        health: ProviderHealth | None = None,
+        backoff: float = BACKOFF_BASE,
+        max_retry_wait: float = MAX_RETRY_WAIT,
+    ) -> None:
         self._providers = list(providers)
+        self.health = health or ProviderHealth()
+        self._backoff = backoff
+        self._max_retry_wait = max_retry_wait
 
     @classmethod
     def from_config(cls, config: Config, session: aiohttp.ClientSession) -> ProviderService:
@@ -52,31 +160,57 @@ class ProviderService:
 
     def providers_for(self, model: str) -> list[Provider]:
         """Providers that serve ``model``: those listing it first, then those listing nothing."""
-        listing = [p for c, p in self._providers if model in c.models]
-        open_ended = [p for c, p in self._providers if not c.models]
-        return listing + open_ended or [p for _, p in self._providers]
+        return [provider for _, provider in self._routes(model)]
 
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        """Stream an answer, trying the next provider on a retryable error before any text."""
-        candidates = self.providers_for(request.model)
-        for position, provider in enumerate(candidates):
-            produced_text = False
-            try:
+        """Stream an answer; fail over or retry on errors before any of the answer was yielded.
+
+        Each attempt starts with a ``StreamStart`` naming the provider that serves it.
+        """
+        routes = self._routes(request.model)
+        cooling = {p.name for _, p in routes if self.health.cooling(p.name)}
+        if cooling and len(cooling) < len(routes):
+            logger.info("skipping providers cooling down: %s", ", ".join(sorted(cooling)))
+            routes = [(c, p) for c, p in routes if p.name not in cooling]
+        for position, (config, provider) in enumerate(routes):
+            last = position == len(routes) - 1
+            attempt = 0
+            while True:
+                answered = False
                 yield StreamStart(provider.name, request.model)
-                async for event in provider.stream_chat(request):
-                    produced_text = produced_text or isinstance(event, TextDelta)
-                    yield event
-            except ProviderError as exc:
-                last = position == len(candidates) - 1
-                if produced_text or not exc.retryable or last:
-                    raise
-                logger.warning(
-                    "provider %s failed before answering (%s); trying the next",
-                    provider.name,
-                    exc.kind,
-                )
-                continue
-            return
+                try:
+                    async for event in provider.stream_chat(request):
+                        answered = answered or isinstance(event, TextDelta | ToolCallDelta)
+                        yield event
+                except ProviderError as exc:
+                    if exc.retryable:
+                        self.health.failed(provider.name)
+                    if answered or not (exc.retryable or isinstance(exc, PROVIDER_FAULTS)):
+                        raise
+                    if not last:
+                        logger.warning(
+                            "provider %s failed before answering (%s: %s); trying the next",
+                            provider.name,
+                            exc.kind,
+                            exc.detail,
+                        )
+                        break
+                    delay = self._retry_delay(exc, attempt, config.retries)
+                    if delay is None:
+                        raise
+                    logger.warning(
+                        "provider %s failed before answering (%s: %s); retry %d in %.2fs",
+                        provider.name,
+                        exc.kind,
+                        exc.detail,
+                        attempt + 1,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    attempt += 1
+                else:
+                    self.health.succeeded(provider.name)
+                    return
 
     async def list_models(self) -> dict[str, list[ModelInfo]]:
         """The models each provider reports, by provider name."""
@@ -86,3 +220,15 @@ class ProviderService:
         """Release every adapter."""
         for _, provider in self._providers:
             await provider.aclose()
+
+    def _routes(self, model: str) -> list[tuple[ProviderConfig, Provider]]:
+        """Configured providers for ``model``: those listing it, then those listing nothing."""
+        listing = [(c, p) for c, p in self._providers if model in c.models]
+        open_ended = [(c, p) for c, p in self._providers if not c.models]
+        return listing + open_ended or list(self._providers)
+
+    def _retry_delay(self, exc: ProviderError, attempt: int, retries: int) -> float | None:
+        """Seconds to wait before retrying the same provider after ``exc``; None to give up."""
+        if not exc.retryable or isinstance(exc, ProviderTimeout) or attempt >= retries:
+            return None
+        return retry_delay(attempt, exc.retry_after, base=self._backoff, cap=self._max_retry_wait)

@@ -1,0 +1,300 @@
+"""HTTP plumbing every adapter shares: one exchange's deadlines, bodies, translated failures.
+
+An adapter builds its request and parses its provider's events; ``ProviderHTTP`` sends the
+request and reads the answer, so the rules below hold for every provider kind. Foreign
+errors are translated here, once, with ``from exc``:
+
+* connect, first-chunk, idle and total timeouts: ``ProviderTimeout``, or ``StreamCut`` once
+  the parser emitted part of the answer;
+* connection failures before the answer: ``Unavailable``; lost mid-stream: ``StreamCut``;
+* non-2xx responses and HTML pages: ``classify_error``, with ``Retry-After`` read;
+* once the parser says the answer is finished (a finish or stop reason was seen), a body
+  that then ends, breaks or goes quiet ends the stream normally: ``parser.close()`` decides.
+
+aiohttp enforces only the connect timeout; the other deadlines are phases of our own, so the
+time the consumer spends between two events never counts as the provider's silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Mapping
+from typing import Protocol
+
+import aiohttp
+
+from bot.config import ProviderConfig, TimeoutConfig
+from bot.errors import ProviderError, ProviderTimeout, StreamCut, Unavailable
+from bot.providers.base import StreamEvent
+from bot.providers.classify import classify_error, is_error_body, parse_retry_after
+from bot.providers.decoders import SSEDecoder, SSEMessage
+
+logger = logging.getLogger(__name__)
+
+ERROR_BODY_LIMIT = 64 * 1024
+"""Bytes of an error response read for classification; the rest is not worth waiting for."""
+
+JSON_BODY_LIMIT = 16 * 1024 * 1024
+"""Bytes of a non-streamed answer or model list; a body beyond this is not a sane answer."""
+
+JSON_TYPES = frozenset({"application/json", "text/json"})
+"""Content types of a JSON body: an error, or a whole answer where a stream was asked for."""
+
+
+class StreamParser(Protocol):
+    """What ``ProviderHTTP.events`` needs of a pure, incremental stream parser."""
+
+    @property
+    def done(self) -> bool:
+        """The provider said the stream is over; nothing more is read."""
+
+    @property
+    def finished(self) -> bool:
+        """The answer is complete; a body that ends or breaks now is a normal end."""
+
+    @property
+    def started(self) -> bool:
+        """Part of the answer was emitted; a failure now leaves it partial."""
+
+    def feed_message(self, message: SSEMessage) -> list[StreamEvent]:
+        """Parse one server-sent event; raise the classified error for an error event."""
+
+    def close(self) -> list[StreamEvent]:
+        """The body ended: the closing events, or ``StreamCut`` if the answer was not done."""
+
+
+class Deadlines:
+    """The deadlines of one exchange, on the event loop's clock.
+
+    The first bytes are due ``first_chunk`` seconds after the request, each later read
+    ``idle`` seconds after the one before, and everything ``total`` seconds after the request.
+    """
+
+    __slots__ = ("_loop", "_timeouts", "end_at", "next_at", "receiving", "started_at")
+
+    def __init__(self, timeouts: TimeoutConfig) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._timeouts = timeouts
+        self.started_at = self._loop.time()
+        self.end_at = self.started_at + timeouts.total
+        self.next_at = min(self.started_at + timeouts.first_chunk, self.end_at)
+        """When the next bytes are due."""
+        self.receiving = False
+        """True once bytes of the body arrived: ``next_at`` is an idle deadline now."""
+
+    def received(self) -> None:
+        """Bytes arrived: the next ones are due within the idle timeout."""
+        self.receiving = True
+        self.next_at = self.idle_at()
+
+    def idle_at(self) -> float:
+        """An idle timeout from now, within the total."""
+        return min(self._loop.time() + self._timeouts.idle, self.end_at)
+
+    def phase(self) -> str:
+        """The name of the timeout that ``next_at`` stands for."""
+        if self.next_at >= self.end_at:
+            return "total"
+        return "idle" if self.receiving else "first_chunk"
+
+    def elapsed(self) -> float:
+        """Seconds since the request was started."""
+        return self._loop.time() - self.started_at
+
+
+class ProviderHTTP:
+    """One provider's exchanges over the shared session, with its timeouts and secrets."""
+
+    def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
+        self.name = config.name
+        self.timeouts = config.timeouts
+        self.secrets: tuple[str, ...] = (config.api_key,) if config.api_key else ()
+        """Blanked out of every error detail."""
+        self._session = session
+        self._client_timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=config.timeouts.connect,
+            sock_connect=config.timeouts.connect,
+        )
+
+    def deadlines(self) -> Deadlines:
+        """The deadlines of an exchange starting now."""
+        return Deadlines(self.timeouts)
+
+    async def post(
+        self,
+        url: str,
+        body: object,
+        headers: Mapping[str, str],
+        deadlines: Deadlines,
+    ) -> aiohttp.ClientResponse:
+        """POST ``body`` as JSON and wait for the response headers until ``deadlines.next_at``."""
+        return await self._send(
+            self._session.post(url, json=body, headers=headers, timeout=self._client_timeout),
+            deadlines,
+        )
+
+    async def get_json(self, url: str, headers: Mapping[str, str]) -> object | None:
+        """GET ``url`` and parse its JSON body.
+
+        None when the provider has no such endpoint (404, 405) or answers something that is
+        not JSON, such as a web page served for every path; an error body raises.
+        """
+        deadlines = self.deadlines()
+        response = await self._send(
+            self._session.get(url, headers=headers, timeout=self._client_timeout), deadlines
+        )
+        async with response:
+            if response.status in (404, 405):
+                return None
+            if response.status >= 300:
+                raise await self.error(response, deadlines.next_at)
+            raw = await self.read_body(response, JSON_BODY_LIMIT, deadlines.next_at)
+        try:
+            body: object = json.loads(raw)
+        except ValueError:
+            return None
+        if is_error_body(body):
+            raise classify_error(response.status, body, provider=self.name, secrets=self.secrets)
+        return body
+
+    async def check(self, response: aiohttp.ClientResponse, deadlines: Deadlines) -> None:
+        """Raise the classified error of a response that cannot hold an answer.
+
+        That is a non-2xx status, or an HTML page (a login wall, a proxy's error page) in
+        place of the event stream.
+        """
+        logger.debug(
+            "%s: HTTP %d %s after %.2fs",
+            self.name,
+            response.status,
+            response.content_type,
+            deadlines.elapsed(),
+        )
+        if response.status >= 300:
+            raise await self.error(response, deadlines.idle_at())
+        if response.content_type == "text/html":
+            page = await self.read_body(response, ERROR_BODY_LIMIT, deadlines.next_at)
+            raise classify_error(response.status, page, provider=self.name, secrets=self.secrets)
+
+    async def events(
+        self,
+        response: aiohttp.ClientResponse,
+        parser: StreamParser,
+        deadlines: Deadlines,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """The events ``parser`` makes of the event stream in ``response``, in order."""
+        decoder = SSEDecoder()
+        reader = response.content
+        while True:
+            data = await self._read_chunk(reader, parser, deadlines)
+            if data:
+                deadlines.received()
+                messages = decoder.feed(data)
+            else:
+                messages = decoder.flush()
+            for message in messages:
+                for event in parser.feed_message(message):
+                    yield event
+            if not data or parser.done:
+                break
+        for event in parser.close():
+            yield event
+        logger.debug("%s: stream ended after %.2fs", self.name, deadlines.elapsed())
+
+    async def read_body(
+        self, response: aiohttp.ClientResponse, limit: int, deadline: float
+    ) -> bytes:
+        """At most ``limit`` bytes of the body, by ``deadline``; translated errors."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout_at(deadline):
+                while size < limit:
+                    chunk = await response.content.read(limit - size)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+        except TimeoutError as exc:
+            raise ProviderTimeout(f"reading the body: {describe(exc)}", provider=self.name) from exc
+        except aiohttp.ClientError as exc:
+            raise Unavailable(describe(exc), provider=self.name) from exc
+        return b"".join(chunks)
+
+    async def read_json(self, response: aiohttp.ClientResponse, deadline: float) -> object:
+        """The body parsed as JSON; a body that is not JSON is classified as an error."""
+        body = await self.read_body(response, JSON_BODY_LIMIT, deadline)
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise classify_error(
+                response.status, body, provider=self.name, secrets=self.secrets
+            ) from exc
+
+    async def error(self, response: aiohttp.ClientResponse, deadline: float) -> ProviderError:
+        """The classified error of a non-2xx response; a body we cannot read is left out."""
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        try:
+            body = await self.read_body(response, ERROR_BODY_LIMIT, deadline)
+        except ProviderError:
+            body = b""
+        error = classify_error(
+            response.status,
+            body,
+            provider=self.name,
+            retry_after=retry_after,
+            secrets=self.secrets,
+        )
+        logger.debug(
+            "%s: HTTP %d classified as %s: %s", self.name, response.status, error.kind, error.detail
+        )
+        return error
+
+    async def _send(
+        self, request: Awaitable[aiohttp.ClientResponse], deadlines: Deadlines
+    ) -> aiohttp.ClientResponse:
+        """Send ``request`` and wait for the response headers until ``deadlines.next_at``."""
+        try:
+            async with asyncio.timeout_at(deadlines.next_at):
+                return await request
+        except TimeoutError as exc:
+            raise self._timeout(exc, deadlines.phase(), partial=False) from exc
+        except aiohttp.ClientError as exc:
+            raise Unavailable(describe(exc), provider=self.name) from exc
+
+    async def _read_chunk(
+        self, reader: aiohttp.StreamReader, parser: StreamParser, deadlines: Deadlines
+    ) -> bytes:
+        """The next bytes of the event stream, b"" at its end.
+
+        Once the parser has the whole answer, a timeout or a broken connection counts as the
+        end of the body rather than a failure.
+        """
+        try:
+            async with asyncio.timeout_at(deadlines.next_at):
+                return await reader.readany()
+        except TimeoutError as exc:
+            if parser.finished:
+                return b""
+            raise self._timeout(exc, deadlines.phase(), partial=parser.started) from exc
+        except aiohttp.ClientError as exc:
+            if parser.finished:
+                return b""
+            raise StreamCut(describe(exc), provider=self.name) from exc
+
+    def _timeout(self, exc: TimeoutError, phase: str, *, partial: bool) -> ProviderError:
+        """The error for a missed deadline: which one, and whether the answer is partial."""
+        if isinstance(exc, aiohttp.ServerTimeoutError):
+            phase = "connect"
+        seconds = getattr(self.timeouts, phase)
+        what = f"{phase} timeout ({seconds:g}s) exceeded"
+        return (StreamCut if partial else ProviderTimeout)(what, provider=self.name)
+
+
+def describe(exc: BaseException) -> str:
+    """A short description of a foreign exception for ``detail``; never carries headers."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
