@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,16 @@ class Role:
 @dataclass(frozen=True, slots=True)
 class Delay:
     """Wait before the next step (before the headers, if nothing was sent yet)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class At:
+    """Wait until ``seconds`` after the request was read (at once if that has passed).
+
+    Unlike ``Delay`` it keeps a paced stream on schedule however late earlier writes were.
+    """
 
     seconds: float
 
@@ -93,7 +104,17 @@ class JSONCompletion:
 
 
 Step = (
-    Chunk | Role | Delay | Raw | Finish | UsageChunk | Done | Cut | ErrorResponse | JSONCompletion
+    Chunk
+    | Role
+    | Delay
+    | At
+    | Raw
+    | Finish
+    | UsageChunk
+    | Done
+    | Cut
+    | ErrorResponse
+    | JSONCompletion
 )
 
 
@@ -105,6 +126,8 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     json: Any = None
+    at: float = 0.0
+    """``time.monotonic()`` when the request had been read."""
 
 
 DefaultScript = Sequence[Step] | Callable[[RecordedRequest], Sequence[Step]]
@@ -135,6 +158,14 @@ def echo_script(request: RecordedRequest, *, pieces: int = 3) -> list[Step]:
     ]
 
 
+def paced_stream(pieces: Sequence[str], seconds: float) -> list[Step]:
+    """A streamed answer of ``pieces`` spread evenly over ``seconds``, the last at ``seconds``."""
+    steps: list[Step] = [Role()]
+    for index, piece in enumerate(pieces, start=1):
+        steps += [At(seconds * index / len(pieces)), Chunk(piece)]
+    return [*steps, Finish("stop"), Done()]
+
+
 class FakeProvider:
     """An aiohttp server speaking the OpenAI chat and models API from scripts."""
 
@@ -153,6 +184,10 @@ class FakeProvider:
         )
         """What GET /v1/models answers: a list, an ErrorResponse, or None for a 404."""
         self.requests: list[RecordedRequest] = []
+        self.first_chunk_at: dict[int, float] = {}
+        """Index in ``requests`` -> ``time.monotonic()`` when its first Chunk was written."""
+        self.ended_at: dict[int, float] = {}
+        """Index in ``requests`` -> ``time.monotonic()`` when its streamed body was complete."""
         self._scripts: deque[Sequence[Step]] = deque()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -233,20 +268,24 @@ class FakeProvider:
             await self._arrived.wait_for(lambda: len(self.requests) >= n)
         return list(self.requests)
 
-    async def _record(self, request: web.Request) -> RecordedRequest:
+    async def _record(self, request: web.Request) -> tuple[int, RecordedRequest]:
+        """Store the request; return its index in ``requests`` and the record."""
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        recorded = RecordedRequest(request.method, request.path, dict(request.headers), body)
+        recorded = RecordedRequest(
+            request.method, request.path, dict(request.headers), body, time.monotonic()
+        )
+        index = len(self.requests)
         self.requests.append(recorded)
         async with self._arrived:
             self._arrived.notify_all()
-        return recorded
+        return index, recorded
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        recorded = await self._record(request)
+        index, recorded = await self._record(request)
         if self._scripts:
             script = self._scripts.popleft()
         elif callable(self.default):
@@ -254,16 +293,23 @@ class FakeProvider:
         else:
             script = self.default
         model = recorded.json.get("model", "") if isinstance(recorded.json, dict) else ""
-        return await self._play(request, script, str(model))
+        return await self._play(request, script, str(model), index, recorded.at)
 
     async def _play(
-        self, request: web.Request, script: Sequence[Step], model: str
+        self,
+        request: web.Request,
+        script: Sequence[Step],
+        model: str,
+        index: int,
+        started: float,
     ) -> web.StreamResponse:
         stream: web.StreamResponse | None = None
         for step in script:
             match step:
                 case Delay(seconds):
                     await asyncio.sleep(seconds)
+                case At(seconds):
+                    await asyncio.sleep(max(0.0, started + seconds - time.monotonic()))
                 case ErrorResponse() | JSONCompletion():
                     assert stream is None, f"{step!r} must come before any streamed step"
                     return _complete(step, model)
@@ -274,8 +320,11 @@ class FakeProvider:
                 case _:
                     stream = stream or await _open_stream(request)
                     await stream.write(_event(step, model))
+                    if isinstance(step, Chunk):
+                        self.first_chunk_at.setdefault(index, time.monotonic())
         stream = stream or await _open_stream(request)
         await stream.write_eof()
+        self.ended_at[index] = time.monotonic()
         return stream
 
     async def _models(self, request: web.Request) -> web.StreamResponse:

@@ -18,7 +18,8 @@ can inject faults. Documented simplifications:
 * ``sendMessageDraft`` error descriptions for non-private chats and a zero draft_id are
   invented, as Telegram does not document them;
 * a call is recorded when it is answered, so a long poll shows up after the calls that
-  arrived while it waited; ``Call.at`` is the arrival time.
+  arrived while it waited; ``Call.at`` is the arrival time, ``delivered_at(update_id)`` the
+  time a getUpdates answer first carried an update.
 """
 
 from __future__ import annotations
@@ -374,6 +375,7 @@ class FakeTelegram:
         self._waiting_polls = 0
         self._polls_changed = _Signal()
         self._next_update_id = 1
+        self._delivered_at: dict[int, float] = {}
         self._allowed_updates: list[str] = []
         self._chats: dict[int, dict[int, SentMessage]] = {}
         self._next_message_id: dict[int, int] = {}
@@ -584,6 +586,10 @@ class FakeTelegram:
             raise ValueError(f"status must be one of {sorted(MEMBER_STATUSES)}")
         self._member_status[chat_id, user_id] = status
 
+    def delivered_at(self, update_id: int) -> float | None:
+        """``time.monotonic()`` when a getUpdates answer first carried the update, or None."""
+        return self._delivered_at.get(update_id)
+
     @property
     def pending_updates(self) -> list[JSONDict]:
         """Updates not yet confirmed by a getUpdates offset."""
@@ -728,6 +734,9 @@ class FakeTelegram:
             self._apply_injections_and_flood(method, params, at)
             if method == "getUpdates":
                 result = await self._get_updates(params)
+                delivered = time.monotonic()
+                for update in result:
+                    self._delivered_at.setdefault(int(update["update_id"]), delivered)
             else:
                 result = self._handlers[method](params)
         except ApiError as error:
