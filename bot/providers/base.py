@@ -31,6 +31,8 @@ class ChatRequest:
     user: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
+    # The provider's own id for this conversation (see ProviderSession), if it keeps one.
+    session: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,13 @@ class StreamEnd:
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderSession:
+    """A provider that keeps the context itself names the conversation; send it next turn."""
+
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class StreamStart:
     """Emitted by the service, not adapters: which provider serves the answer."""
 
@@ -74,7 +83,7 @@ class StreamStart:
     model: str
 
 
-StreamEvent = StreamStart | TextDelta | ToolCallDelta | Usage | StreamEnd
+StreamEvent = StreamStart | TextDelta | ToolCallDelta | Usage | ProviderSession | StreamEnd
 
 
 @dataclass(frozen=True, slots=True)
