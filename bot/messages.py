@@ -18,6 +18,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
             "Write a message and I answer, streaming as I go.\n\n"
             "/chat TEXT - ask (in groups, too)\n"
             "/new - start a new conversation\n"
+            "/persona - show or change the assistant's persona\n"
             "/help - this help\n\n"
             "I remember the conversation until you send /new."
         ),
@@ -25,6 +26,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
             "直接发消息，我会边生成边显示回答。\n\n"
             "/chat 文本 - 提问（群组中也可用）\n"
             "/new - 开始新对话\n"
+            "/persona - 查看或切换助手角色\n"
             "/help - 查看帮助\n\n"
             "在你发送 /new 之前，我会记住对话内容。"
         ),
@@ -32,6 +34,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
     "command.chat": {"en": "Ask a question", "zh": "提问"},
     "command.new": {"en": "Start a new conversation", "zh": "开始新对话"},
     "command.help": {"en": "How to use this bot", "zh": "使用帮助"},
+    "command.persona": {"en": "Show or change the persona", "zh": "查看或切换角色"},
     "command.start": {"en": "Start", "zh": "开始"},
     "new_conversation": {
         "en": "Started a new conversation. Earlier messages are forgotten.",
@@ -53,6 +56,28 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
     },
     "stop.finished": {"en": "This answer has already finished.", "zh": "这个回答已经结束了。"},
     "note.stopped": {"en": "⏹ Stopped.", "zh": "⏹ 已停止。"},
+    "persona.current": {"en": "Persona: {name}", "zh": "当前角色：{name}"},
+    "persona.choose": {
+        "en": "Choose another below, or set your own with /persona custom TEXT.",
+        "zh": "在下方选择其他角色，或用 /persona custom 文本 设置自定义角色。",
+    },
+    "persona.changed": {
+        "en": "Persona set to {name}. A new conversation has started.",
+        "zh": "角色已切换为 {name}，已开始新对话。",
+    },
+    "persona.custom": {"en": "custom", "zh": "自定义"},
+    "persona.unknown": {
+        "en": "There is no persona called {name}. Choose one of: {names}.",
+        "zh": "没有名为 {name} 的角色。可选：{names}。",
+    },
+    "persona.custom_empty": {
+        "en": "Write the system prompt after the command, e.g. /persona custom You are a pirate.",
+        "zh": "请在命令后写上系统提示词，例如：/persona custom 你是一名海盗。",
+    },
+    "access.chat_admins_only": {
+        "en": "Only this group's administrators can change that.",
+        "zh": "只有本群管理员可以修改此设置。",
+    },
     "note.cut": {"en": "⚠️ The answer was cut off: {reason}", "zh": "⚠️ 回答被中断：{reason}"},
     "note.interrupted": {
         "en": "⚠️ The answer was interrupted because the bot restarted.",

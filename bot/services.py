@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bot.access import Access
 from bot.config import Config
 from bot.inflight import KeyedLocks, StopSignals
 from bot.providers.service import ProviderService
@@ -21,6 +22,7 @@ class Services:
     providers: ProviderService
     outbox: Outbox
     drafts: DraftSupport
+    access: Access
     conversations: KeyedLocks = field(default_factory=KeyedLocks)
     stops: StopSignals = field(default_factory=StopSignals)
 
@@ -38,4 +40,5 @@ class Services:
                 global_per_second=streaming.global_per_second,
             ),
             drafts=DraftSupport(enabled=streaming.drafts, interval=streaming.draft_interval),
+            access=Access(config.telegram.admins),
         )

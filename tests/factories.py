@@ -20,7 +20,7 @@ def make_config(
     database: Path | str,
     **sections: Any,
 ) -> Config:
-    """A valid configuration for the fakes; ``sections`` replace or add top-level keys."""
+    """A valid configuration for the fakes; ``sections`` are merged into its top-level keys."""
     url = database if isinstance(database, str) else f"sqlite+aiosqlite:///{database}"
     data: dict[str, Any] = {
         "telegram": {
@@ -43,5 +43,7 @@ def make_config(
         "models": {"chat": MODEL},
         "personas": [{"name": "default", "prompt": "You are a test assistant."}],
     }
-    data.update(sections)
+    for key, value in sections.items():
+        current = data.get(key)
+        data[key] = {**current, **value} if isinstance(current, dict) else value
     return parse_config(data, {})

@@ -265,13 +265,37 @@ async def test_active_conversation_is_reused_until_a_new_one_ends_it(
     second = await store.new_conversation(CHAT, persona="pirate")
 
     assert second != first
-    assert await store.active_conversation(CHAT, persona="default") == second
+    assert await store.active_conversation(CHAT, persona="pirate") == second
     async with engine.connect() as connection:
         rows = (await connection.execute(select(Conversation).order_by(Conversation.id))).all()
     assert [(r.id, r.persona, r.ended_at is None) for r in rows] == [
         (first, "default", False),
         (second, "pirate", True),
     ]
+
+
+async def test_active_conversation_under_another_persona_is_ended_and_replaced(
+    store: Store, engine: AsyncEngine
+) -> None:
+    first = await _conversation(store)
+
+    replaced = await store.active_conversation(CHAT, persona="pirate")
+
+    assert replaced != first
+    assert await store.active_conversation(CHAT, persona="pirate") == replaced
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(Conversation).order_by(Conversation.id))).all()
+    assert [(r.persona, r.ended_at is None) for r in rows] == [
+        ("default", False),
+        ("pirate", True),
+    ]
+
+
+async def test_a_saved_persona_prompt_is_read_back_and_updated(store: Store) -> None:
+    assert await store.persona_prompt("chat:1") is None
+    await store.save_persona("chat:1", "Rhyme.", description="custom")
+    await store.save_persona("chat:1", "Rhyme always.", description="custom")
+    assert await store.persona_prompt("chat:1") == "Rhyme always."
 
 
 async def test_new_conversation_without_an_open_one_just_starts_one(store: Store) -> None:

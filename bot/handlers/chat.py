@@ -14,6 +14,7 @@ from bot.context import build_messages, estimate_tokens, message_tokens
 from bot.errors import InputError, ProviderError
 from bot.handlers.context import BotContext
 from bot.messages import Lang, cut_note, language_of, text, user_message
+from bot.personas import chat_persona
 from bot.providers.base import ChatMessage, ChatRequest, StreamStart, TextDelta, Usage
 from bot.providers.service import user_tag
 from bot.storage.store import MessageStatus
@@ -28,7 +29,7 @@ ConversationKey = tuple[int, int | None]
 STOP_PREFIX = "stop:"
 
 
-def _conversation_key(message: Message) -> ConversationKey:
+def conversation_key(message: Message) -> ConversationKey:
     """Chat plus forum topic: each topic keeps its own conversation."""
     thread_id = message.message_thread_id if message.is_topic_message else None
     return (message.chat_id, thread_id)
@@ -44,7 +45,8 @@ def command_argument(message: Message) -> str:
     return body.strip()
 
 
-def _lang(update: Update) -> Lang:
+def lang_of(update: Update) -> Lang:
+    """The catalogue language of the user behind ``update``."""
     user = update.effective_user
     return language_of(user.language_code if user else None)
 
@@ -56,7 +58,7 @@ async def chat_command(update: Update, context: BotContext) -> None:
         return
     prompt = command_argument(message)
     if not prompt:
-        await context.reply(message, user_message(InputError("input.empty_chat"), _lang(update)))
+        await context.reply(message, user_message(InputError("input.empty_chat"), lang_of(update)))
         return
     await answer(update, context, prompt)
 
@@ -75,14 +77,12 @@ async def new_command(update: Update, context: BotContext) -> None:
     if message is None:
         return
     services = context.services
-    chat_id, thread_id = key = _conversation_key(message)
+    chat_id, thread_id = key = conversation_key(message)
     async with services.conversations.hold(key):
         await services.store.ensure_chat(chat_id, message.chat.type, message.chat.title)
-        persona = await services.store.chat_persona(chat_id)
-        await services.store.new_conversation(
-            chat_id, persona=services.config.persona(persona).name, thread_id=thread_id
-        )
-    await context.reply(message, text("new_conversation", _lang(update)))
+        persona = await chat_persona(services.config, services.store, chat_id)
+        await services.store.new_conversation(chat_id, persona=persona.name, thread_id=thread_id)
+    await context.reply(message, text("new_conversation", lang_of(update)))
 
 
 async def answer(update: Update, context: BotContext, prompt: str) -> None:
@@ -90,8 +90,8 @@ async def answer(update: Update, context: BotContext, prompt: str) -> None:
     message = update.effective_message
     assert message is not None
     services = context.services
-    lang = _lang(update)
-    key = _conversation_key(message)
+    lang = lang_of(update)
+    key = conversation_key(message)
     if services.conversations.busy(key):
         # Scheduled now but sent while waiting, so the queue position is taken first.
         asyncio.get_running_loop().create_task(context.reply(message, text("queued", lang)))
@@ -107,9 +107,9 @@ async def _answer_in_turn(update: Update, context: BotContext, prompt: str, lang
     config = services.config
     store = services.store
     user_id = update.effective_user.id if update.effective_user else None
-    chat_id, thread_id = _conversation_key(message)
+    chat_id, thread_id = conversation_key(message)
     await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang)
-    persona = config.persona(await store.chat_persona(chat_id))
+    persona = await chat_persona(config, store, chat_id)
     conversation = await store.active_conversation(
         chat_id, persona=persona.name, thread_id=thread_id
     )

@@ -31,7 +31,7 @@ async def stop_button_pressed(update: Update, context: BotContext) -> None:
     user = update.effective_user
     user_id = user.id if user else None
     outcome = context.services.stops.request(
-        answer_id, user_id, privileged=user_id in context.services.config.telegram.admins
+        answer_id, user_id, privileged=context.services.access.is_bot_admin(user_id)
     )
     lang = language_of(user.language_code if user else None)
     await query.answer(text(f"stop.{outcome.value}", lang))

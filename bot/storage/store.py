@@ -64,24 +64,21 @@ class Store:
     async def sync_personas(self, personas: Sequence[PersonaConfig]) -> None:
         """Insert or update the configured personas by name; others are left as they are."""
         async with self._sessions.begin() as session:
-            names = [p.name for p in personas]
-            stored = {
-                row.name: row
-                for row in await session.scalars(select(Persona).where(Persona.name.in_(names)))
-            }
             for persona in personas:
-                row = stored.get(persona.name)
-                if row is None:
-                    session.add(
-                        Persona(
-                            name=persona.name,
-                            description=persona.description,
-                            prompt=persona.prompt,
-                        )
-                    )
-                else:
-                    row.description = persona.description
-                    row.prompt = persona.prompt
+                await _upsert_persona(session, persona.name, persona.prompt, persona.description)
+
+    async def save_persona(self, name: str, prompt: str, *, description: str = "") -> None:
+        """Insert or update one persona (a chat's custom prompt, say)."""
+        async with self._sessions.begin() as session:
+            await _upsert_persona(session, name, prompt, description)
+
+    async def persona_prompt(self, name: str) -> str | None:
+        """The stored prompt of persona ``name``, if there is one."""
+        async with self._sessions() as session:
+            prompt: str | None = await session.scalar(
+                select(Persona.prompt).where(Persona.name == name)
+            )
+            return prompt
 
     async def ensure_chat(
         self,
@@ -148,18 +145,28 @@ class Store:
         thread_id: int | None = None,
         user_id: int | None = None,
     ) -> int:
-        """The open conversation for this chat, thread and user; created if there is none."""
+        """The open conversation for this key and persona; a new one if there is none.
+
+        An open conversation under another persona (the chat switched, say in another
+        topic) is ended: its history was written for a different system prompt.
+        """
         key = _conversation_key(chat_id, thread_id, user_id)
         async with self._sessions() as session:
             found = await _open_conversation(session, key)
-        if found is not None:
-            return found
+        if found is not None and found[1] == persona:
+            return found[0]
         async with self._sessions.begin() as session:
             await _lock_chat(session, chat_id)
             # Checked again under the lock: a concurrent call may have created it meanwhile.
             found = await _open_conversation(session, key)
+            if found is not None and found[1] == persona:
+                return found[0]
             if found is not None:
-                return found
+                await session.execute(
+                    update(Conversation)
+                    .where(Conversation.id == found[0])
+                    .values(ended_at=utcnow())
+                )
             return await _add_conversation(session, chat_id, persona, thread_id, user_id)
 
     async def new_conversation(
@@ -338,15 +345,28 @@ def _conversation_key(
     )
 
 
-async def _open_conversation(session: AsyncSession, key: ColumnElement[bool]) -> int | None:
-    """The id of the open conversation matching ``key``, if there is one."""
-    found: int | None = await session.scalar(
-        select(Conversation.id)
-        .where(key, Conversation.ended_at.is_(None))
-        .order_by(Conversation.id.desc())
-        .limit(1)
-    )
-    return found
+async def _open_conversation(
+    session: AsyncSession, key: ColumnElement[bool]
+) -> tuple[int, str] | None:
+    """The id and persona of the open conversation matching ``key``, if there is one."""
+    row = (
+        await session.execute(
+            select(Conversation.id, Conversation.persona)
+            .where(key, Conversation.ended_at.is_(None))
+            .order_by(Conversation.id.desc())
+            .limit(1)
+        )
+    ).first()
+    return None if row is None else (row.id, row.persona)
+
+
+async def _upsert_persona(session: AsyncSession, name: str, prompt: str, description: str) -> None:
+    row = await session.get(Persona, name)
+    if row is None:
+        session.add(Persona(name=name, description=description, prompt=prompt))
+    else:
+        row.description = description
+        row.prompt = prompt
 
 
 async def _update(session: AsyncSession, statement: Update) -> int:
