@@ -1,0 +1,1 @@
+"""Scripts that print performance figures against the fakes; the tests never run them."""
