@@ -21,6 +21,7 @@ from bot.handlers.persona import PERSONA_PREFIX, persona_button, persona_command
 from bot.handlers.stop import draft_stopped, is_draft_stop, stop_button_pressed
 from bot.services import Services
 
+CONCURRENT_UPDATES = 4096
 # Seconds beyond the long-poll timeout before a getUpdates request counts as hung.
 _POLL_GRACE = 10.0
 
@@ -34,9 +35,10 @@ def build_application(services: Services) -> BotApplication:
         .base_url(telegram.base_url)
         .base_file_url(telegram.base_file_url)
         .context_types(ContextTypes(context=BotContext))
-        # One slow stream must not hold up other chats; order within a conversation is
-        # kept by the conversation lock instead.
-        .concurrent_updates(True)
+        # One slow stream must not hold up other chats (PTB's default of 256 would make the
+        # 257th chat wait for a whole answer); order within a conversation is kept by the
+        # conversation lock, and Telegram calls by the outbox.
+        .concurrent_updates(CONCURRENT_UPDATES)
         .get_updates_read_timeout(telegram.poll_timeout + _POLL_GRACE)
         .build()
     )

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -24,6 +25,10 @@ DEFAULT_TELEGRAM_FILE_URL = "https://api.telegram.org/file/bot"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 DEFAULT_PERSONA_PROMPT = "You are a helpful assistant."
+
+WrapperStream = Literal["stream", "sse", "plain", "steamship"]
+"""The chat paths of seed 000: ``/openai/chat/stream``, ``/openai/chat/sse``, ``/openai/chat``
+(one JSON answer) and Steamship's ``/send`` (one JSON answer, ``fileId`` as the session)."""
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -64,8 +69,9 @@ class ProviderConfig:
     name: str
     base_url: str
     api_key: str = field(default="", repr=False)
-    # "openai": an OpenAI-compatible chat API; "anthropic": Anthropic's native Messages API.
-    kind: Literal["openai", "anthropic"] = "openai"
+    # "openai": an OpenAI-compatible chat API; "anthropic": Anthropic's native Messages API;
+    # "wrapper": seed 000's service, which keeps each conversation itself (chatcode).
+    kind: Literal["openai", "anthropic", "wrapper"] = "openai"
     models: tuple[str, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
@@ -77,6 +83,8 @@ class ProviderConfig:
     reduce_stream: bool = False
     # openai kind only: send stream_options.include_usage (some providers reject it).
     include_usage: bool = False
+    # wrapper kind only: which chat path of seed 000 to use; None means "stream".
+    wrapper_stream: WrapperStream | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +121,9 @@ class StreamingConfig:
     global_per_second: float = 30.0
     # Private chats stream as native drafts (sendMessageDraft) and fall back to edits.
     drafts: bool = True
-    draft_interval: float = 0.5
+    # Drafts count against the chat's budget like edits: Telegram publishes no limit of
+    # their own, and faster drafts met 429s against the per-chat limit in the benchmark.
+    draft_interval: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +229,16 @@ def _check_provider(path: str, provider: ProviderConfig) -> None:
         for key in ("reduce_stream", "include_usage"):
             if getattr(provider, key):
                 raise ConfigError(f"{path}.{key}", "is an option of kind openai only")
+    if provider.kind != "wrapper" and provider.wrapper_stream is not None:
+        raise ConfigError(f"{path}.wrapper_stream", "is an option of kind wrapper only")
+    if provider.kind == "wrapper" and _url_path(provider.base_url).endswith("/openai"):
+        # The adapter appends /openai/chat/... and /send itself; a doubled /openai is a 404.
+        raise ConfigError(f"{path}.base_url", "must be the service root, without /openai")
+
+
+def _url_path(url: str) -> str:
+    """The path of ``url`` without a trailing slash, e.g. "/openai" or ""."""
+    return urlsplit(url).path.rstrip("/")
 
 
 def _check_limits(config: Config) -> None:

@@ -21,6 +21,9 @@ from bot.streaming.editor import StreamEditor
 
 logger = logging.getLogger(__name__)
 
+# Concurrent provider streams; aiohttp's default of 100 would queue the 101st answer.
+PROVIDER_CONNECTIONS = 1024
+
 
 @asynccontextmanager
 async def running(config: Config) -> AsyncIterator[BotApplication]:
@@ -28,7 +31,8 @@ async def running(config: Config) -> AsyncIterator[BotApplication]:
     await migrate(config.database.url)
     engine = create_engine(config.database.url)
     try:
-        async with aiohttp.ClientSession() as session:
+        connector = aiohttp.TCPConnector(limit=PROVIDER_CONNECTIONS)
+        async with aiohttp.ClientSession(connector=connector) as session:
             providers = ProviderService.from_config(config, session)
             try:
                 services = Services.create(config, Store(engine), providers)

@@ -28,6 +28,8 @@ EXPECTED_COLUMNS = {
         "persona",
         "started_at",
         "ended_at",
+        "provider_session",
+        "provider_session_owner",
     },
     "messages": {
         "id",
@@ -120,7 +122,7 @@ async def test_migrating_twice_changes_nothing_and_keeps_the_data(tmp_path: Path
             assert await connection.scalar(text("SELECT count(*) FROM chats")) == 1
     finally:
         await engine.dispose()
-    assert await _version(url) == "0001"
+    assert await _version(url) == "0002"
 
 
 async def test_migrated_sqlite_file_is_in_wal_mode(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from telegram import Bot
 
@@ -59,3 +61,25 @@ async def test_idle_chats_are_forgotten_once_there_are_many(monkeypatch, real_bo
     for chat_id in range(1, 30):
         await outbox.call(chat_id, nothing, must_deliver=False)
     assert len(outbox._budgets) <= 10
+
+
+async def test_cancelled_waiters_give_their_global_slots_to_later_calls():
+    outbox = Outbox(private_interval=0.0, group_interval=0.0, global_per_second=20.0)
+    loop = asyncio.get_running_loop()
+
+    async def sent():
+        return True
+
+    waiting = [
+        asyncio.create_task(outbox.call(chat_id, sent, must_deliver=False))
+        for chat_id in range(1, 21)
+    ]
+    await asyncio.sleep(0.01)
+    for task in waiting[1:]:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+
+    started = loop.time()
+    await asyncio.gather(*(outbox.call(100 + i, sent, must_deliver=False) for i in range(19)))
+    # 19 calls at 20 a second fit in the slots given back: about one second, not two.
+    assert loop.time() - started < 1.3

@@ -11,11 +11,18 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import MessageEntityType
 
 from bot.context import build_messages, estimate_tokens, message_tokens
-from bot.errors import InputError, ProviderError
+from bot.errors import ContextTooLong, InputError, ProviderError
 from bot.handlers.context import BotContext
 from bot.messages import Lang, cut_note, language_of, text, user_message
 from bot.personas import chat_persona
-from bot.providers.base import ChatMessage, ChatRequest, StreamStart, TextDelta, Usage
+from bot.providers.base import (
+    ChatMessage,
+    ChatRequest,
+    ProviderSession,
+    StreamStart,
+    TextDelta,
+    Usage,
+)
 from bot.providers.service import user_tag
 from bot.storage.store import MessageStatus
 from bot.streaming.editor import StreamEditor
@@ -150,8 +157,11 @@ async def _answer_in_turn(update: Update, context: BotContext, prompt: str, lang
         draft_id=answer_id,
         stop_button=stop_button(answer_id, lang),
     )
+    # Providers that keep the context themselves (the wrapper kind) get their own id back.
+    sessions = await store.provider_sessions(conversation)
     with services.stops.track(answer_id, user_id) as stop:
-        await _stream_answer(context, request, editor, answer_id=answer_id, lang=lang, stop=stop)
+        turn = _Turn(answer_id, conversation, lang, stop, sessions)
+        await _stream_answer(context, request, editor, turn)
 
 
 def stop_button(answer_id: int, lang: Lang) -> InlineKeyboardMarkup:
@@ -160,6 +170,17 @@ def stop_button(answer_id: int, lang: Lang) -> InlineKeyboardMarkup:
         text("button.stop", lang), callback_data=f"{STOP_PREFIX}{answer_id}"
     )
     return InlineKeyboardMarkup([[button]])
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """What one answer is part of."""
+
+    answer_id: int
+    conversation: int
+    lang: Lang
+    stop: asyncio.Event
+    sessions: dict[str, str]
 
 
 @dataclass
@@ -174,22 +195,17 @@ class _Outcome:
 
 
 async def _stream_answer(
-    context: BotContext,
-    request: ChatRequest,
-    editor: StreamEditor,
-    *,
-    answer_id: int,
-    lang: Lang,
-    stop: asyncio.Event,
+    context: BotContext, request: ChatRequest, editor: StreamEditor, turn: _Turn
 ) -> None:
     """Feed provider events to the editor and finish the stored answer with its status."""
     store = context.services.store
+    answer_id, lang = turn.answer_id, turn.lang
     typing = TypingIndicator(context.bot, editor.chat_id, editor.thread_id)
     typing.start()
     outcome = _Outcome()
 
     async def consume() -> None:
-        async for event in context.services.providers.stream_chat(request):
+        async for event in context.services.providers.stream_chat(request, turn.sessions):
             if isinstance(event, TextDelta):
                 if not editor.text:
                     await typing.stop()
@@ -198,9 +214,11 @@ async def _stream_answer(
                 outcome.usage = event
             elif isinstance(event, StreamStart):
                 outcome.provider = event.provider
+            elif isinstance(event, ProviderSession) and outcome.provider is not None:
+                await store.set_provider_session(turn.conversation, outcome.provider, event.value)
 
     streaming = asyncio.create_task(consume(), name=f"answer-{answer_id}")
-    stopped = asyncio.create_task(stop.wait(), name=f"stop-{answer_id}")
+    stopped = asyncio.create_task(turn.stop.wait(), name=f"stop-{answer_id}")
     try:
         await asyncio.wait((streaming, stopped), return_when=asyncio.FIRST_COMPLETED)
         if not streaming.done():
@@ -214,6 +232,10 @@ async def _stream_answer(
     except ProviderError as exc:
         logger.warning("answer %s failed: %s (%s)", answer_id, exc.kind, exc.detail)
         outcome.error_kind = exc.kind.value
+        if isinstance(exc, ContextTooLong):
+            # A provider keeping the whole history itself would refuse every turn from now
+            # on; the next turn starts it afresh with our trimmed history instead.
+            await store.clear_provider_session(turn.conversation)
         if editor.text:
             outcome.status, outcome.note = MessageStatus.CUT, cut_note(exc, lang)
         else:

@@ -11,6 +11,12 @@ Dialects recognised (bodies as the seed documents give them):
   ``invalid_request_error`` (400), ``authentication_error`` (401), ``permission_error`` (403),
   ``not_found_error`` (404), ``request_too_large`` (413), ``rate_limit_error`` (429),
   ``api_error`` (500) and ``overloaded_error`` (529).
+* seed 000's wrapper service: ``{"code": 0, "data": ..., "message": "continue"}`` lines, where
+  ``message: "error"`` is a failure ("错误返回，此时文字可能丢失") and the reason is in ``data``;
+  and JSON bodies with a non-zero ``code`` and the reason in ``message``. The document shows
+  no error example, so ``data`` is read as what such a Node service passes on: an OpenAI error
+  object, or the client's error text ("Request failed with status code 429", "429 Rate limit
+  reached ..."), whose status then counts as the HTTP status.
 * anything else, HTML error pages included: classified by the HTTP status alone.
 
 The order is: the provider's own code, then its error type, then well-known phrases in the
@@ -21,6 +27,7 @@ HTTP 429 and code ``insufficient_quota``, which is a quota problem, not a rate l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -118,6 +125,14 @@ _BY_STATUS: dict[int, type[ProviderError]] = {
     429: RateLimited,
 }
 
+# Seed 000: the ``message`` values of its stream lines that are not errors.
+WRAPPER_STREAM_KINDS = frozenset({"continue", "code", "end"})
+WRAPPER_ERROR = "error"
+
+# An HTTP status inside an error text: axios's "Request failed with status code 429", or
+# openai-node's "429 Rate limit reached ...".
+_STATUS_IN_TEXT = re.compile(r"(?i)\bstatus(?: code)?:? ([45]\d\d)\b|^([45]\d\d)\b")
+
 _SECRET_PATTERNS = re.compile(r"(?i)\bsk-[A-Za-z0-9*_\-]{6,}|\bbearer\s+\S+")
 _HTML_TITLE = re.compile(r"(?is)<title[^>]*>(.*?)</title>")
 
@@ -157,6 +172,23 @@ def is_error_body(obj: object) -> bool:
     if obj.get("error"):
         return True
     return "codes" in obj and "choices" not in obj
+
+
+def is_wrapper_error(obj: object) -> bool:
+    """True for seed 000's failures: a ``message: "error"`` line, or a non-zero ``code``.
+
+    ``{"code": 0, "data": ..., "message": "continue" | "code" | "end"}`` is not an error
+    whatever its ``code``: the message kind of a stream line is what the document defines.
+    """
+    if not isinstance(obj, dict):
+        return False
+    message = obj.get("message")
+    if message == WRAPPER_ERROR:
+        return True
+    if message in WRAPPER_STREAM_KINDS:
+        return False
+    code = _wrapper_code(obj.get("code"))
+    return code is not None and code != 0
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -221,13 +253,50 @@ def _error_fields(obj: object) -> _Fields | None:
         )
     if isinstance(error, str) and error:
         return _Fields(error, code=_text(obj.get("code")))
+    return _flat_error_fields(obj)
+
+
+def _flat_error_fields(obj: dict[str, object]) -> _Fields | None:
+    """Dialects without an ``error`` object: 冰橙's, seed 000's, one-api's fallback."""
     codes = obj.get("codes")
     if isinstance(codes, int) and not isinstance(codes, bool):
         return _Fields(_text(obj.get("mess")), legacy_code=codes)
+    if obj.get("message") == WRAPPER_ERROR and "data" in obj:
+        return _wrapper_error_fields(obj)
     # one-api falls back to these keys for errors that are not OpenAI-shaped.
     message = obj.get("message") or obj.get("msg") or obj.get("detail")
     if isinstance(message, str) and message:
         return _Fields(message, _text(obj.get("type")), _text(obj.get("code")))
+    return None
+
+
+def _wrapper_error_fields(obj: dict[str, object]) -> _Fields:
+    """Seed 000's ``{"code", "data", "message": "error"}``: the reason is in ``data``."""
+    data = obj.get("data")
+    if isinstance(data, str) and data.lstrip().startswith("{"):
+        with contextlib.suppress(ValueError):
+            data = json.loads(data)
+    nested = _error_fields(data)
+    if nested is not None:
+        return nested
+    text = data if isinstance(data, str) else ("" if data is None else _decode(data)[0])
+    found = _STATUS_IN_TEXT.search(text.strip())
+    if found:
+        status = found.group(1) or found.group(2)
+    else:
+        code = _wrapper_code(obj.get("code"))
+        status = str(code) if code is not None and 400 <= code < 600 else ""
+    return _Fields(text or WRAPPER_ERROR, code=status)
+
+
+def _wrapper_code(value: object) -> int | None:
+    """Seed 000's ``code`` (an Integer in one table, a String in another) as a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
     return None
 
 

@@ -43,6 +43,16 @@ JSON_TYPES = frozenset({"application/json", "text/json"})
 """Content types of a JSON body: an error, or a whole answer where a stream was asked for."""
 
 
+class MessageDecoder(Protocol):
+    """What ``ProviderHTTP.events`` needs of a pure, incremental framing decoder."""
+
+    def feed(self, data: bytes) -> list[SSEMessage]:
+        """Decode ``data`` and return the messages it completed."""
+
+    def flush(self) -> list[SSEMessage]:
+        """The body ended: return what an unterminated last line holds."""
+
+
 class StreamParser(Protocol):
     """What ``ProviderHTTP.events`` needs of a pure, incremental stream parser."""
 
@@ -113,10 +123,10 @@ class ProviderHTTP:
         self.secrets: tuple[str, ...] = (config.api_key,) if config.api_key else ()
         """Blanked out of every error detail."""
         self._session = session
+        # Only the socket connect is timed by aiohttp: a wait for a pooled connection is
+        # not the provider's slowness, and our own first-chunk deadline bounds it anyway.
         self._client_timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=config.timeouts.connect,
-            sock_connect=config.timeouts.connect,
+            total=None, sock_connect=config.timeouts.connect
         )
 
     def deadlines(self) -> Deadlines:
@@ -184,9 +194,13 @@ class ProviderHTTP:
         response: aiohttp.ClientResponse,
         parser: StreamParser,
         deadlines: Deadlines,
+        decoder: MessageDecoder | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
-        """The events ``parser`` makes of the event stream in ``response``, in order."""
-        decoder = SSEDecoder()
+        """The events ``parser`` makes of the event stream in ``response``, in order.
+
+        ``decoder`` cuts the body into messages; server-sent events unless told otherwise.
+        """
+        decoder = SSEDecoder() if decoder is None else decoder
         reader = response.content
         while True:
             data = await self._read_chunk(reader, parser, deadlines)

@@ -18,6 +18,11 @@ long, refused, malformed) propagate at once.
 A provider that failed ``FAILURES_BEFORE_COOLDOWN`` times in a row with retryable errors is
 skipped for ``COOLDOWN_SECONDS`` after its last failure, unless every provider of the model
 is cooling down; one success resets it (``ProviderHealth``).
+
+Providers that keep the conversation themselves (the ``wrapper`` kind) name it with a
+``ProviderSession`` event. The caller stores it with the name of the provider of the last
+``StreamStart`` and passes the stored sessions back as ``stream_chat(request, sessions)``;
+each attempt gets only its own provider's session in ``request.session``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import replace
 
 import aiohttp
 
@@ -43,6 +49,7 @@ from bot.providers.base import (
     ToolCallDelta,
 )
 from bot.providers.openai_compat import OpenAICompatProvider
+from bot.providers.wrapper import WrapperProvider
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +85,8 @@ def build_provider(config: ProviderConfig, session: aiohttp.ClientSession) -> Pr
             return OpenAICompatProvider(config, session)
         case "anthropic":
             return AnthropicProvider(config, session)
+        case "wrapper":
+            return WrapperProvider(config, session)
 
 
 def retry_delay(
@@ -162,10 +171,16 @@ class ProviderService:
         """Providers that serve ``model``: those listing it first, then those listing nothing."""
         return [provider for _, provider in self._routes(model)]
 
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream_chat(
+        self, request: ChatRequest, sessions: Mapping[str, str] | None = None
+    ) -> AsyncIterator[StreamEvent]:
         """Stream an answer; fail over or retry on errors before any of the answer was yielded.
 
         Each attempt starts with a ``StreamStart`` naming the provider that serves it.
+        ``sessions`` maps provider names to the ``ProviderSession`` each gave for this
+        conversation: an attempt gets ``request.session`` set to its own provider's and to
+        None otherwise, so a session never reaches another provider (a value the caller set
+        in ``request.session`` itself is replaced).
         """
         routes = self._routes(request.model)
         cooling = {p.name for _, p in routes if self.health.cooling(p.name)}
@@ -174,12 +189,13 @@ class ProviderService:
             routes = [(c, p) for c, p in routes if p.name not in cooling]
         for position, (config, provider) in enumerate(routes):
             last = position == len(routes) - 1
+            attempt_request = _for_provider(request, provider.name, sessions)
             attempt = 0
             while True:
                 answered = False
                 yield StreamStart(provider.name, request.model)
                 try:
-                    async for event in provider.stream_chat(request):
+                    async for event in provider.stream_chat(attempt_request):
                         answered = answered or isinstance(event, TextDelta | ToolCallDelta)
                         yield event
                 except ProviderError as exc:
@@ -232,3 +248,11 @@ class ProviderService:
         if not exc.retryable or isinstance(exc, ProviderTimeout) or attempt >= retries:
             return None
         return retry_delay(attempt, exc.retry_after, base=self._backoff, cap=self._max_retry_wait)
+
+
+def _for_provider(
+    request: ChatRequest, name: str, sessions: Mapping[str, str] | None
+) -> ChatRequest:
+    """``request`` with the session of provider ``name``, or with none."""
+    session = sessions.get(name) if sessions else None
+    return request if request.session == session else replace(request, session=session)

@@ -115,6 +115,10 @@ class Conversation(Base):
     persona: Mapped[str] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The id a provider that keeps the context itself gave this conversation (a wrapper's
+    # chatcode), and the name of that provider: it is sent to no other.
+    provider_session: Mapped[str | None] = mapped_column(Text)
+    provider_session_owner: Mapped[str | None] = mapped_column(String(64))
 
 
 class Message(Base):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -60,16 +62,27 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Writers queued on its file lock poll and can
+        # give up ("database is locked") under a burst; queued here they just wait their turn.
+        self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction, taken in turn on SQLite."""
+        async with AsyncExitStack() as stack:
+            if self._write_turn is not None:
+                await stack.enter_async_context(self._write_turn)
+            yield await stack.enter_async_context(self._sessions.begin())
 
     async def sync_personas(self, personas: Sequence[PersonaConfig]) -> None:
         """Insert or update the configured personas by name; others are left as they are."""
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             for persona in personas:
                 await _upsert_persona(session, persona.name, persona.prompt, persona.description)
 
     async def save_persona(self, name: str, prompt: str, *, description: str = "") -> None:
         """Insert or update one persona (a chat's custom prompt, say)."""
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             await _upsert_persona(session, name, prompt, description)
 
     async def persona_prompt(self, name: str) -> str | None:
@@ -91,7 +104,7 @@ class Store:
         if await self._update_chat(chat_id, chat_type, title, language):
             return
         try:
-            async with self._sessions.begin() as session:
+            async with self._writing() as session:
                 session.add(Chat(id=chat_id, type=chat_type, title=title, language=language))
         except IntegrityError:
             # Another task inserted the same new chat between our look-up and our insert.
@@ -101,7 +114,7 @@ class Store:
         self, chat_id: int, chat_type: str, title: str | None, language: str | None
     ) -> bool:
         """Update a known chat (writing only if something changed); False if it is unknown."""
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             chat = await session.get(Chat, chat_id)
             if chat is None:
                 return False
@@ -130,7 +143,7 @@ class Store:
 
     async def set_chat_persona(self, chat_id: int, persona: str | None) -> None:
         """Choose the chat's persona; None goes back to the default."""
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             matched = await _update(
                 session, update(Chat).where(Chat.id == chat_id).values(persona=persona)
             )
@@ -155,7 +168,7 @@ class Store:
             found = await _open_conversation(session, key)
         if found is not None and found[1] == persona:
             return found[0]
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             await _lock_chat(session, chat_id)
             # Checked again under the lock: a concurrent call may have created it meanwhile.
             found = await _open_conversation(session, key)
@@ -179,7 +192,7 @@ class Store:
     ) -> int:
         """End the open conversation for this key, if any, and start a new one."""
         key = _conversation_key(chat_id, thread_id, user_id)
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             await _lock_chat(session, chat_id)
             await session.execute(
                 update(Conversation)
@@ -187,6 +200,58 @@ class Store:
                 .values(ended_at=utcnow())
             )
             return await _add_conversation(session, chat_id, persona, thread_id, user_id)
+
+    async def provider_session(self, conversation_id: int, provider: str) -> str | None:
+        """The session ``provider`` gave this conversation; None if it has none.
+
+        A session stored for another provider is never returned.
+        """
+        async with self._sessions() as session:
+            value: str | None = await session.scalar(
+                select(Conversation.provider_session).where(
+                    Conversation.id == conversation_id,
+                    Conversation.provider_session_owner == provider,
+                )
+            )
+            return value
+
+    async def provider_sessions(self, conversation_id: int) -> dict[str, str]:
+        """The conversation's stored session by provider name, for ``ProviderService``.
+
+        At most one entry: a conversation keeps the session of one provider at a time.
+        """
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(
+                        Conversation.provider_session_owner, Conversation.provider_session
+                    ).where(Conversation.id == conversation_id)
+                )
+            ).first()
+        if row is None or row[0] is None or row[1] is None:
+            return {}
+        return {row[0]: row[1]}
+
+    async def set_provider_session(self, conversation_id: int, provider: str, value: str) -> None:
+        """Store the session ``provider`` gave this conversation, replacing any other one."""
+        async with self._writing() as session:
+            matched = await _update(
+                session,
+                update(Conversation)
+                .where(Conversation.id == conversation_id)
+                .values(provider_session=value, provider_session_owner=provider),
+            )
+            if matched == 0:
+                raise LookupError(f"unknown conversation {conversation_id}")
+
+    async def clear_provider_session(self, conversation_id: int) -> None:
+        """Forget the conversation's provider session: its next turn starts a new one."""
+        async with self._writing() as session:
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation_id)
+                .values(provider_session=None, provider_session_owner=None)
+            )
 
     async def add_user_message(
         self,
@@ -236,7 +301,7 @@ class Store:
         """Save the text streamed so far (and the Telegram messages it occupies, if given)."""
         values: dict[str, object] = {"content": text, "updated_at": utcnow()}
         values.update(_telegram_ids(telegram_message_ids))
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             # Only while streaming: a late checkpoint must not overwrite the final text.
             await session.execute(
                 update(Message)
@@ -256,7 +321,13 @@ class Store:
         provider: str | None = None,
         error_kind: str | None = None,
     ) -> None:
-        """Store the answer's final text and status, with usage and what served it."""
+        """Store the answer's final text and status, with usage and what served it.
+
+        An answer that joins the context (text, a context status) and was served by another
+        provider than the one holding the conversation's provider session makes that session
+        stale (its owner never saw this turn): it is cleared in the same transaction, and the
+        owner's next turn starts afresh with the whole history.
+        """
         if status is MessageStatus.STREAMING:
             raise ValueError("a finished answer cannot be streaming")
         values: dict[str, object] = {
@@ -275,8 +346,10 @@ class Store:
             values["model"] = model
         if provider is not None:
             values["provider"] = provider
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             await session.execute(update(Message).where(Message.id == message_id).values(values))
+            if provider is not None and text and status in CONTEXT_STATUSES:
+                await _drop_stale_session(session, message_id, provider)
 
     async def history(self, conversation_id: int, *, limit: int) -> list[StoredMessage]:
         """The newest ``limit`` messages usable as context, oldest first."""
@@ -312,7 +385,7 @@ class Store:
 
     async def mark_interrupted(self, message_id: int) -> None:
         """Mark a streaming answer as interrupted; a finished one is left as it is."""
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             await session.execute(
                 update(Message)
                 .where(Message.id == message_id, Message.status == MessageStatus.STREAMING)
@@ -326,7 +399,7 @@ class Store:
             return None if row is None else _stored(row)
 
     async def _insert(self, message: Message) -> int:
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             session.add(message)
             await session.flush()
             return message.id
@@ -373,6 +446,22 @@ async def _update(session: AsyncSession, statement: Update) -> int:
     """Run an UPDATE and return how many rows it matched."""
     result = cast("CursorResult[Any]", await session.execute(statement))
     return result.rowcount
+
+
+async def _drop_stale_session(session: AsyncSession, message_id: int, provider: str) -> None:
+    """Clear the provider session of the answer's conversation unless ``provider`` owns it."""
+    conversation_id = (
+        select(Message.conversation_id).where(Message.id == message_id).scalar_subquery()
+    )
+    await session.execute(
+        update(Conversation)
+        .where(
+            Conversation.id == conversation_id,
+            Conversation.provider_session_owner.is_not(None),
+            Conversation.provider_session_owner != provider,
+        )
+        .values(provider_session=None, provider_session_owner=None)
+    )
 
 
 async def _lock_chat(session: AsyncSession, chat_id: int) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import heapq
+from dataclasses import dataclass, field
 
 # After a 429 a chat's interval is widened for this long, so the chat is not pushed
 # straight back into the limit that just tripped.
@@ -40,13 +41,26 @@ class ChatBudget:
 
 @dataclass(slots=True)
 class GlobalBudget:
-    """Evenly spaced slots at ``rate`` calls a second, handed out first come, first served."""
+    """Evenly spaced slots at ``rate`` calls a second, handed out first come, first served.
+
+    A caller that gives up before its slot (a cancelled edit) releases it, and the next
+    caller takes it, so cancellations never leave the budget idle.
+    """
 
     rate: float
     next_slot: float = 0.0
+    _released: list[float] = field(default_factory=list)
 
     def reserve(self, now: float) -> float:
-        """Reserve the next slot; return the seconds to wait for it."""
+        """Reserve a slot; return its time."""
+        while self._released and self._released[0] < now:
+            heapq.heappop(self._released)
+        if self._released:
+            return heapq.heappop(self._released)
         slot = max(now, self.next_slot)
         self.next_slot = slot + 1.0 / self.rate
-        return slot - now
+        return slot
+
+    def release(self, slot: float) -> None:
+        """Give back an unused slot."""
+        heapq.heappush(self._released, slot)

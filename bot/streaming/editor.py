@@ -191,7 +191,10 @@ class StreamEditor:
             if self._pending():
                 self._dirty.set()
             if sent and self._on_progress is not None:
-                await self._on_progress(self.text, self.message_ids)
+                try:
+                    await self._on_progress(self.text, self.message_ids)
+                except Exception:  # a missed checkpoint must not cost the answer itself
+                    logger.exception("checkpoint of chat %s failed", self._chat_id)
 
     def _pending(self) -> bool:
         """Whether Telegram shows something other than the newest text."""

@@ -100,7 +100,12 @@ class Outbox:
                 delay = budget.delay(self._clock())
                 if delay > 0:
                     await asyncio.sleep(delay)
-                await asyncio.sleep(self._global.reserve(self._clock()))
+                slot = self._global.reserve(self._clock())
+                try:
+                    await asyncio.sleep(slot - self._clock())
+                except asyncio.CancelledError:
+                    self._global.release(slot)
+                    raise
                 try:
                     result = await make_call()
                 except RetryAfter as exc:

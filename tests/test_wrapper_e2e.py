@@ -1,0 +1,46 @@
+"""End to end: the bot keeps a wrapper service's conversation by its chatcode."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes.wrapper import FakeWrapper
+from tests.test_chat_e2e import bot_texts, until
+
+
+@pytest.fixture
+async def wrapper():
+    async with FakeWrapper() as fake:
+        yield fake
+
+
+@pytest.fixture
+def config(config_for, wrapper):
+    return config_for(
+        providers=[{"name": "wrapper", "kind": "wrapper", "base_url": wrapper.base_url}],
+        streaming={"drafts": False},
+    )
+
+
+async def test_the_chatcode_is_kept_per_conversation_and_sent_back(telegram, wrapper, bot):
+    telegram.user_sends("first question")
+    await until(lambda: "echo: first question" in bot_texts(telegram))
+    telegram.user_sends("second question")
+    await until(lambda: "echo: second question" in bot_texts(telegram))
+
+    first, second = (r.json for r in wrapper.requests)
+    assert "chatcode" not in first
+    assert first["initMessage"]["content"] == "You are a test assistant."
+    assert second["chatcode"] in wrapper.conversations
+    assert [m["content"] for m in second["messages"]] == ["second question"]
+
+
+async def test_new_starts_a_fresh_service_conversation(telegram, wrapper, bot):
+    telegram.user_sends("remember me")
+    await until(lambda: "echo: remember me" in bot_texts(telegram))
+    telegram.user_sends("/new")
+    await until(lambda: any("new conversation" in t for t in bot_texts(telegram)))
+    telegram.user_sends("who am I?")
+    await until(lambda: "echo: who am I?" in bot_texts(telegram))
+    assert "chatcode" not in wrapper.requests[-1].json
+    assert len(wrapper.conversations) == 2
