@@ -479,3 +479,24 @@ async def test_mark_interrupted_leaves_a_finished_answer_alone(store: Store) -> 
 
 async def test_unknown_message_is_none(store: Store) -> None:
     assert await store.get_message(424242) is None
+
+
+async def test_an_unchanged_chat_costs_no_query_and_a_changed_one_is_updated(
+    store: Store, engine: AsyncEngine
+) -> None:
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    await store.ensure_chat(CHAT, "group", "Old title", "en")
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await store.ensure_chat(CHAT, "group", "Old title", "en")
+        assert statements == []
+        await store.ensure_chat(CHAT, "supergroup", "New title", "en")
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(Chat.type, Chat.title))).one()
+    assert tuple(row) == ("supergroup", "New title")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
@@ -31,6 +33,9 @@ from bot.streaming.typing import TypingIndicator
 logger = logging.getLogger(__name__)
 
 ConversationKey = tuple[int, int | None]
+
+# Seconds between two stored checkpoints of a streaming answer.
+CHECKPOINT_SECONDS = 3.0
 
 # Callback data of the Stop button: the prefix and the answer's id.
 STOP_PREFIX = "stop:"
@@ -142,7 +147,16 @@ async def _answer_in_turn(update: Update, context: BotContext, prompt: str, lang
         conversation, telegram_chat_id=chat_id, model=request.model
     )
 
+    last_checkpoint: tuple[float, tuple[int, ...]] = (-math.inf, ())
+
     async def checkpoint(so_far: str, message_ids: tuple[int, ...]) -> None:
+        # Telegram shows the text meanwhile; the store needs it only to survive a crash,
+        # so once every few seconds (and whenever a new message joins) is enough.
+        nonlocal last_checkpoint
+        now = time.monotonic()
+        if now - last_checkpoint[0] < CHECKPOINT_SECONDS and message_ids == last_checkpoint[1]:
+            return
+        last_checkpoint = (now, message_ids)
         await store.checkpoint_answer(answer_id, so_far, message_ids)
 
     editor = StreamEditor(
@@ -158,7 +172,9 @@ async def _answer_in_turn(update: Update, context: BotContext, prompt: str, lang
         stop_button=stop_button(answer_id, lang),
     )
     # Providers that keep the context themselves (the wrapper kind) get their own id back.
-    sessions = await store.provider_sessions(conversation)
+    sessions: dict[str, str] = {}
+    if services.providers.keeps_sessions:
+        sessions = await store.provider_sessions(conversation)
     with services.stops.track(answer_id, user_id) as stop:
         turn = _Turn(answer_id, conversation, lang, stop, sessions)
         await _stream_answer(context, request, editor, turn)

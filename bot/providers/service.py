@@ -167,6 +167,11 @@ class ProviderService:
         """Build an adapter for every provider in ``config`` over one shared session."""
         return cls([(p, build_provider(p, session)) for p in config.providers])
 
+    @property
+    def keeps_sessions(self) -> bool:
+        """Whether any provider keeps conversations itself (so sessions need looking up)."""
+        return any(config.kind == "wrapper" for config, _ in self._providers)
+
     def providers_for(self, model: str) -> list[Provider]:
         """Providers that serve ``model``: those listing it first, then those listing nothing."""
         return [provider for _, provider in self._routes(model)]

@@ -18,6 +18,9 @@ from bot.config import PersonaConfig
 from bot.providers.base import Usage
 from bot.storage.models import Chat, Conversation, Message, Persona, utcnow
 
+# Chats whose stored details are known to be current; past this many the memory is reset.
+KNOWN_CHATS = 10_000
+
 USER = "user"
 ASSISTANT = "assistant"
 
@@ -65,6 +68,7 @@ class Store:
         # SQLite has one writer at a time. Writers queued on its file lock poll and can
         # give up ("database is locked") under a burst; queued here they just wait their turn.
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._known_chats: dict[int, tuple[str, str | None, str | None]] = {}
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncSession]:
@@ -101,7 +105,14 @@ class Store:
         language: str | None = None,
     ) -> None:
         """Record the chat, or update its type, title and language (None keeps the stored one)."""
+        # Every message calls this; a chat whose details did not change costs no query.
+        details = (chat_type, title, language)
+        if self._known_chats.get(chat_id) == details:
+            return
+        if len(self._known_chats) >= KNOWN_CHATS:
+            self._known_chats.clear()
         if await self._update_chat(chat_id, chat_type, title, language):
+            self._known_chats[chat_id] = details
             return
         try:
             async with self._writing() as session:
@@ -109,6 +120,7 @@ class Store:
         except IntegrityError:
             # Another task inserted the same new chat between our look-up and our insert.
             await self._update_chat(chat_id, chat_type, title, language)
+        self._known_chats[chat_id] = details
 
     async def _update_chat(
         self, chat_id: int, chat_type: str, title: str | None, language: str | None
