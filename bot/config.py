@@ -6,6 +6,7 @@ Every problem becomes one ``ConfigError`` naming the key path, e.g.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import types
@@ -316,10 +317,8 @@ def _build(tp: Any, value: object, path: str, env: Mapping[str, str]) -> Any:  #
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):
                 return float(value)
-            except ValueError:
-                pass
         raise ConfigError(path, "expected a number")
     raise ConfigError(path, f"unsupported type {tp!r}")  # pragma: no cover - a bug in a dataclass
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+from telegram import Bot
+
+from tests.factories import TOKEN
 from tests.fakes.provider import Chunk, Delay, Done, Finish, Role
 from tests.test_chat_e2e import answers_once_stored, bot_texts, streamed, until
 
@@ -119,3 +122,16 @@ async def test_a_message_sent_while_answering_is_queued_and_answered_after(teleg
     assert texts[1:] == ["First answer.", "Second answer."]
     second = [m["content"] for m in provider.requests[1].json["messages"]]
     assert second[-3:] == ["one", "First answer.", "two"]
+
+
+async def test_a_deleted_answer_message_continues_in_a_new_one(telegram, provider, bot):
+    provider.enqueue(*streamed([f"piece{i} " for i in range(10)], delay=0.4))
+    telegram.user_sends("/chat go on", chat_id=GROUP)
+    await until(lambda: bool(telegram.messages(GROUP, from_bot=True)))
+    first = telegram.messages(GROUP, from_bot=True)[0]
+    async with Bot(TOKEN, base_url=telegram.base_url) as other_client:
+        await other_client.delete_message(GROUP, first.message_id)
+
+    await until(lambda: any("piece9" in t for t in bot_texts(telegram, GROUP)), timeout=20)
+    assert bot_texts(telegram, GROUP)[-1] == "".join(f"piece{i} " for i in range(10)).strip()
+    assert telegram.calls_to("editMessageText", ok=False), "the edit of the deleted message"

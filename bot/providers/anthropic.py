@@ -29,7 +29,7 @@ from bot.config import ProviderConfig
 from bot.providers.anthropic_decoder import AnthropicStreamParser, parse_message
 from bot.providers.base import ChatMessage, ChatRequest, ModelInfo, Provider, StreamEvent
 from bot.providers.decoders import parse_models
-from bot.providers.http import JSON_TYPES, ProviderHTTP
+from bot.providers.http import ProviderHTTP, request_headers
 
 logger = logging.getLogger(__name__)
 
@@ -59,24 +59,14 @@ class AnthropicProvider(Provider):
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Stream the answer to ``request``; ends with one ``StreamEnd`` or raises."""
         url = f"{self._base_url}/messages"
-        deadlines = self._http.deadlines()
         logger.debug("%s: POST %s model=%s", self.name, url, request.model)
         body = messages_body(request, default_max_tokens=self._max_tokens)
-        response = await self._http.post(url, body, self._stream_headers, deadlines)
-        async with response:
-            await self._http.check(response, deadlines)
-            if response.content_type in JSON_TYPES:
-                # Asked for a stream, got JSON: an error body, or a gateway that ignores stream.
-                answer = await self._http.read_json(response, deadlines.next_at)
-                for event in parse_message(
-                    answer, status=response.status, provider=self.name, secrets=self._http.secrets
-                ):
-                    yield event
-                return
-            parser = AnthropicStreamParser(provider=self.name, secrets=self._http.secrets)
-            async with aclosing(self._http.events(response, parser, deadlines)) as events:
-                async for event in events:
-                    yield event
+        parser = AnthropicStreamParser(provider=self.name, secrets=self._http.secrets)
+        async with aclosing(
+            self._http.stream(url, body, self._stream_headers, parser=parser, whole=parse_message)
+        ) as events:
+            async for event in events:
+                yield event
 
     async def list_models(self) -> list[ModelInfo]:
         """``GET {base_url}/models``; an empty list when the provider has no such endpoint."""
@@ -119,9 +109,8 @@ def _turns(messages: tuple[ChatMessage, ...]) -> list[dict[str, str]]:
 
 
 def _headers(config: ProviderConfig, accept: str) -> CIMultiDict[str]:
-    """Our headers, then the configured ones, which replace ours whatever their case."""
-    headers = CIMultiDict({"Accept": accept, "anthropic-version": ANTHROPIC_VERSION})
+    """Anthropic's version header and key, then the configured headers."""
+    ours = {"anthropic-version": ANTHROPIC_VERSION}
     if config.api_key:
-        headers["x-api-key"] = config.api_key
-    headers.update(config.headers)
-    return headers
+        ours["x-api-key"] = config.api_key
+    return request_headers(config, accept, ours)

@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from typing import Protocol
 
 import aiohttp
+from multidict import CIMultiDict
 
 from bot.config import ProviderConfig, TimeoutConfig
 from bot.errors import ProviderError, ProviderTimeout, StreamCut, Unavailable
@@ -41,6 +43,27 @@ JSON_BODY_LIMIT = 16 * 1024 * 1024
 
 JSON_TYPES = frozenset({"application/json", "text/json"})
 """Content types of a JSON body: an error, or a whole answer where a stream was asked for."""
+
+
+WholeAnswerParser = Callable[..., list[StreamEvent]]
+"""Turns a whole (non-streamed) JSON answer into events: ``(body, *, status, provider,
+secrets)``."""
+
+
+def request_headers(
+    config: ProviderConfig, accept: str, ours: Mapping[str, str] | None = None
+) -> CIMultiDict[str]:
+    """``Accept`` and our headers (auth among them), then the configured ones, which replace
+    ours whatever their case."""
+    headers = CIMultiDict({"Accept": accept})
+    headers.update(ours or {})
+    headers.update(config.headers)
+    return headers
+
+
+def bearer(config: ProviderConfig) -> dict[str, str]:
+    """The ``Authorization: Bearer`` header for the configured key, if there is one."""
+    return {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
 
 
 class MessageDecoder(Protocol):
@@ -145,6 +168,38 @@ class ProviderHTTP:
             self._session.post(url, json=body, headers=headers, timeout=self._client_timeout),
             deadlines,
         )
+
+    async def stream(
+        self,
+        url: str,
+        body: object,
+        headers: Mapping[str, str],
+        *,
+        parser: StreamParser,
+        whole: WholeAnswerParser | None,
+        always_whole: bool = False,
+        decoder: MessageDecoder | None = None,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """POST ``body`` and yield the answer's events.
+
+        A JSON response (or any, when ``always_whole``) is a whole answer for ``whole``: an
+        error body, or a provider that ignores ``stream``. Without ``whole`` the body is
+        always read as a stream, whatever its content type claims.
+        """
+        deadlines = self.deadlines()
+        response = await self.post(url, body, headers, deadlines)
+        async with response:
+            await self.check(response, deadlines)
+            if whole is not None and (always_whole or response.content_type in JSON_TYPES):
+                answer = await self.read_json(response, deadlines.next_at)
+                for event in whole(
+                    answer, status=response.status, provider=self.name, secrets=self.secrets
+                ):
+                    yield event
+                return
+            async with aclosing(self.events(response, parser, deadlines, decoder)) as events:
+                async for event in events:
+                    yield event
 
     async def get_json(self, url: str, headers: Mapping[str, str]) -> object | None:
         """GET ``url`` and parse its JSON body.

@@ -21,12 +21,11 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import aiohttp
-from multidict import CIMultiDict
 
 from bot.config import ProviderConfig
 from bot.providers.base import ChatRequest, ModelInfo, Provider, StreamEvent
 from bot.providers.decoders import OpenAIStreamParser, parse_completion, parse_models
-from bot.providers.http import JSON_TYPES, ProviderHTTP
+from bot.providers.http import ProviderHTTP, bearer, request_headers
 
 logger = logging.getLogger(__name__)
 
@@ -41,31 +40,27 @@ class OpenAICompatProvider(Provider):
         self._max_tokens = config.max_tokens
         self._include_usage = config.include_usage
         stream_extra = {"Reduce-Stream": "true"} if config.reduce_stream else {}
-        self._stream_headers = _headers(config, "text/event-stream", stream_extra)
-        self._json_headers = _headers(config, "application/json")
+        self._stream_headers = request_headers(
+            config, "text/event-stream", {**bearer(config), **stream_extra}
+        )
+        self._json_headers = request_headers(config, "application/json", bearer(config))
 
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Stream the answer to ``request``; ends with one ``StreamEnd`` or raises."""
         url = f"{self._base_url}/chat/completions"
-        deadlines = self._http.deadlines()
         logger.debug("%s: POST %s model=%s", self.name, url, request.model)
-        response = await self._http.post(
-            url, self._chat_body(request), self._stream_headers, deadlines
-        )
-        async with response:
-            await self._http.check(response, deadlines)
-            if response.content_type in JSON_TYPES:
-                # Asked for a stream, got JSON: an error body, or a provider that ignores stream.
-                body = await self._http.read_json(response, deadlines.next_at)
-                for event in parse_completion(
-                    body, status=response.status, provider=self.name, secrets=self._http.secrets
-                ):
-                    yield event
-                return
-            parser = OpenAIStreamParser(provider=self.name, secrets=self._http.secrets)
-            async with aclosing(self._http.events(response, parser, deadlines)) as events:
-                async for event in events:
-                    yield event
+        parser = OpenAIStreamParser(provider=self.name, secrets=self._http.secrets)
+        async with aclosing(
+            self._http.stream(
+                url,
+                self._chat_body(request),
+                self._stream_headers,
+                parser=parser,
+                whole=parse_completion,
+            )
+        ) as events:
+            async for event in events:
+                yield event
 
     async def list_models(self) -> list[ModelInfo]:
         """``GET {base_url}/models``; an empty list when the provider has no such endpoint."""
@@ -88,15 +83,3 @@ class OpenAICompatProvider(Provider):
         if request.temperature is not None:
             body["temperature"] = request.temperature
         return body
-
-
-def _headers(
-    config: ProviderConfig, accept: str, extra: dict[str, str] | None = None
-) -> CIMultiDict[str]:
-    """Our headers, then the configured ones, which replace ours whatever their case."""
-    headers = CIMultiDict({"Accept": accept})
-    if config.api_key:
-        headers["Authorization"] = f"Bearer {config.api_key}"
-    headers.update(extra or {})
-    headers.update(config.headers)
-    return headers

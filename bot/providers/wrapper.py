@@ -48,7 +48,7 @@ from multidict import CIMultiDict
 
 from bot.config import ProviderConfig, WrapperStream
 from bot.providers.base import ChatMessage, ChatRequest, ModelInfo, Provider, StreamEvent
-from bot.providers.http import ProviderHTTP
+from bot.providers.http import ProviderHTTP, bearer, request_headers
 from bot.providers.wrapper_decoder import (
     WrapperLineDecoder,
     WrapperModels,
@@ -110,7 +110,6 @@ class WrapperProvider(Provider):
             body = send_body(request)
         else:
             body = chat_body(request, default_max_tokens=self._max_tokens)
-        deadlines = self._http.deadlines()
         logger.debug(
             "%s: POST %s model=%s %s",
             self.name,
@@ -118,22 +117,22 @@ class WrapperProvider(Provider):
             request.model,
             "continuing a conversation" if request.session else "new conversation",
         )
-        response = await self._http.post(url, body, self._chat_headers, deadlines)
-        async with response:
-            await self._http.check(response, deadlines)
-            if self.variant in _NOT_STREAMED:
-                answer = await self._http.read_json(response, deadlines.next_at)
-                parse = parse_send_answer if self.variant == "steamship" else parse_chat_answer
-                for event in parse(
-                    answer, status=response.status, provider=self.name, secrets=self._http.secrets
-                ):
-                    yield event
-                return
-            parser = WrapperStreamParser(provider=self.name, secrets=self._http.secrets)
-            events = self._http.events(response, parser, deadlines, WrapperLineDecoder())
-            async with aclosing(events) as stream:
-                async for event in stream:
-                    yield event
+        whole = parse_send_answer if self.variant == "steamship" else parse_chat_answer
+        parser = WrapperStreamParser(provider=self.name, secrets=self._http.secrets)
+        async with aclosing(
+            self._http.stream(
+                url,
+                body,
+                self._chat_headers,
+                parser=parser,
+                # /stream is read line by line whatever its Content-Type says.
+                whole=whole if self.variant in _NOT_STREAMED else None,
+                always_whole=True,
+                decoder=WrapperLineDecoder(),
+            )
+        ) as events:
+            async for event in events:
+                yield event
 
     async def model_catalogue(self) -> WrapperModels:
         """``GET {base_url}/openai/models``: the models and the per-capability suggestions.
@@ -226,9 +225,5 @@ def fold_prompt(turns: Sequence[ChatMessage], newest: str, *, instructions: str 
 
 
 def _headers(config: ProviderConfig, accept: str) -> CIMultiDict[str]:
-    """Our headers, then the configured ones, which replace ours whatever their case."""
-    headers = CIMultiDict({"Accept": accept})
-    if config.api_key:
-        headers["Authorization"] = f"Bearer {config.api_key}"
-    headers.update(config.headers)
-    return headers
+    """A bearer key for a proxy in front of the service, then the configured headers."""
+    return request_headers(config, accept, bearer(config))

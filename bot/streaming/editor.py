@@ -300,9 +300,7 @@ class StreamEditor:
                 )
             except BadRequest as exc:
                 reason = str(exc).lower()
-                if "not modified" in reason:
-                    pass
-                elif _is_entity_error(exc):
+                if _is_entity_error(exc):
                     await self._bot.edit_message_text(
                         part.text, chat_id=self._chat_id, message_id=message_id, reply_markup=markup
                     )
@@ -311,7 +309,8 @@ class StreamEditor:
                     del self._sent[index:]
                     await self._send(part, with_stop=with_stop)
                     return
-                else:
+                # "Not modified" means Telegram already shows this part: nothing to do.
+                elif "not modified" not in reason:
                     raise
         except Forbidden as exc:
             self._give_up(exc)

@@ -207,18 +207,10 @@ class FakeAnthropic(FakeProvider):
         self.anthropic_default = default
         self._anthropic_scripts: list[Sequence[AnthropicStep]] = []
 
-    async def __aenter__(self) -> FakeAnthropic:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
+        """Anthropic's messages and models endpoints."""
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(
-            app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
-        return self
 
     @property
     def pending(self) -> int:

@@ -17,10 +17,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.server import LoopbackServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +167,7 @@ def paced_stream(pieces: Sequence[str], seconds: float) -> list[Step]:
     return [*steps, Finish("stop"), Done()]
 
 
-class FakeProvider:
+class FakeProvider(LoopbackServer):
     """An aiohttp server speaking the OpenAI chat and models API from scripts."""
 
     def __init__(
@@ -175,6 +176,7 @@ class FakeProvider:
         default: DefaultScript = echo_script,
         models: Sequence[Mapping[str, object]] | ErrorResponse | None = DEFAULT_MODELS,
     ) -> None:
+        super().__init__()
         self.default = default
         """The script for a chat request when none is queued: steps, or a function of it."""
         self.models: list[dict[str, object]] | ErrorResponse | None = (
@@ -189,38 +191,12 @@ class FakeProvider:
         self.ended_at: dict[int, float] = {}
         """Index in ``requests`` -> ``time.monotonic()`` when its streamed body was complete."""
         self._scripts: deque[Sequence[Step]] = deque()
-        self._runner: web.AppRunner | None = None
-        self._port = 0
         self._arrived = asyncio.Condition()
 
-    async def __aenter__(self) -> FakeProvider:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
+        """The OpenAI chat and models endpoints."""
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
-        # Cancel handlers whose client went away, so a scripted delay cannot hold shutdown.
-        self._runner = web.AppRunner(
-            app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    @property
-    def port(self) -> int:
-        """The port the server listens on (0 before ``async with``)."""
-        return self._port
 
     @property
     def base_url(self) -> str:

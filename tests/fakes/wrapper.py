@@ -27,12 +27,12 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal
 
 from aiohttp import web
 
 from tests.fakes.provider import At, Cut, Delay, ErrorResponse, Raw, RecordedRequest
+from tests.fakes.server import LoopbackServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +158,7 @@ def chatcode_for(number: int) -> str:
     return base64.b64encode(f"2023-05-30 11:{number // 60:02d}:{number % 60:02d}".encode()).decode()
 
 
-class FakeWrapper:
+class FakeWrapper(LoopbackServer):
     """An aiohttp server speaking seed 000's chat, send and models API from scripts."""
 
     def __init__(
@@ -168,6 +168,7 @@ class FakeWrapper:
         sse_framing: Literal["data", "bare"] = "data",
         stream_content_type: str = "application/octet-stream",
     ) -> None:
+        super().__init__()
         self.models = models
         """What GET /openai/models answers: a body, an ErrorResponse, or None for a 404."""
         self.sse_framing = sse_framing
@@ -180,35 +181,15 @@ class FakeWrapper:
         self.files: dict[str, list[str]] = {}
         """Steamship fileId -> the texts sent and answered in that conversation."""
         self._scripts: deque[Sequence[WrapperStep]] = deque()
-        self._runner: web.AppRunner | None = None
-        self._port = 0
         self._arrived = asyncio.Condition()
 
-    async def __aenter__(self) -> FakeWrapper:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
+        """The document's chat variants, Steamship's /send, and the models list."""
         app.router.add_post("/openai/chat/stream", self._stream)
         app.router.add_post("/openai/chat/sse", self._sse)
         app.router.add_post("/openai/chat", self._plain)
         app.router.add_post("/send", self._send)
         app.router.add_get("/openai/models", self._models)
-        self._runner = web.AppRunner(
-            app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     @property
     def base_url(self) -> str:
