@@ -25,6 +25,9 @@ DEFAULT_TELEGRAM_BASE_URL = "https://api.telegram.org/bot"
 DEFAULT_TELEGRAM_FILE_URL = "https://api.telegram.org/file/bot"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+DEFAULT_COMPLETIONS_MODEL = "gpt-3.5-turbo-instruct"
+DEFAULT_IMAGES_MODEL = "dall-e-3"
+DEFAULT_IMAGE_EDITS_MODEL = "dall-e-2"
 DEFAULT_PERSONA_PROMPT = "You are a helpful assistant."
 
 WrapperStream = Literal["stream", "sse", "plain", "steamship"]
@@ -89,10 +92,48 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SuggestionsConfig:
+    """The models /models offers per capability (seed 000's ``suggest``).
+
+    For chat these are also the models a chat may choose; empty means any model the
+    providers report.
+    """
+
+    chat: tuple[str, ...] = ()
+    completions: tuple[str, ...] = ()
+    edits: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    audio: tuple[str, ...] = ()
+    embeddings: tuple[str, ...] = ()
+    moderations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ModelsConfig:
-    """The default model per capability."""
+    """The default model per capability, what /models offers, and who may choose."""
 
     chat: str = DEFAULT_OPENAI_MODEL
+    completions: str = DEFAULT_COMPLETIONS_MODEL
+    # An edits model (seed 000 and 002's /v1/edits); empty: /edit asks the chat model.
+    edits: str = ""
+    images: str = DEFAULT_IMAGES_MODEL
+    image_edits: str = DEFAULT_IMAGE_EDITS_MODEL
+    suggestions: SuggestionsConfig = field(default_factory=SuggestionsConfig)
+    # Models that accept images in a chat message; a photo sent to another model is refused.
+    vision: tuple[str, ...] = ()
+    # Whether users may choose their own chat model in private chats (admins always may).
+    users_choose: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ImagesConfig:
+    """Defaults and bounds of /image and the editing of photos."""
+
+    size: str = "1024x1024"
+    count: int = 1
+    max_count: int = 4
+    # None leaves it to the provider: GPT image models answer base64 only.
+    response_format: Literal["url", "b64_json"] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +181,7 @@ class Config:
     )
     context: ContextConfig = field(default_factory=ContextConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
 
     def persona(self, name: str | None) -> PersonaConfig:
         """Return the persona called ``name``, or the first one."""
@@ -252,6 +294,13 @@ def _check_limits(config: Config) -> None:
             raise ConfigError(f"streaming.{key}", "must not be negative")
     if config.streaming.global_per_second <= 0:
         raise ConfigError("streaming.global_per_second", "must be positive")
+    images = config.images
+    if images.max_count < 1:
+        raise ConfigError("images.max_count", "must be at least 1")
+    if not 1 <= images.count <= images.max_count:
+        raise ConfigError("images.count", f"must be between 1 and max_count ({images.max_count})")
+    if not re.fullmatch(r"\d+x\d+|auto", images.size):
+        raise ConfigError("images.size", "must look like 1024x1024, or be auto")
 
 
 def _expand(value: str, path: str, env: Mapping[str, str]) -> str:

@@ -16,7 +16,8 @@ the application's error handler::
         ├── BadRequest          the provider rejected the request for another reason
         ├── Unavailable         5xx, bad gateway, connection refused
         ├── ProviderTimeout     no answer, or no bytes, within the configured time
-        └── StreamCut           the stream ended before the answer did
+        ├── StreamCut           the stream ended before the answer did
+        └── Unsupported         the provider does not offer this capability (images, edits, ...)
 
 Foreign exceptions (aiohttp, JSON) are translated once, at the adapter, with ``from exc``.
 """
@@ -40,6 +41,7 @@ class ErrorKind(StrEnum):
     UNAVAILABLE = "unavailable"
     TIMEOUT = "timeout"
     STREAM_CUT = "stream_cut"
+    UNSUPPORTED = "unsupported"
 
 
 class BotError(Exception):
@@ -149,6 +151,12 @@ class StreamCut(ProviderError):
     retryable = True
 
 
+class Unsupported(ProviderError):
+    """The provider has no endpoint for what was asked (an image from a text-only API, ...)."""
+
+    kind = ErrorKind.UNSUPPORTED
+
+
 ERROR_CLASSES: dict[ErrorKind, type[ProviderError]] = {
     cls.kind: cls
     for cls in (
@@ -162,5 +170,6 @@ ERROR_CLASSES: dict[ErrorKind, type[ProviderError]] = {
         Unavailable,
         ProviderTimeout,
         StreamCut,
+        Unsupported,
     )
 }

@@ -78,11 +78,14 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
         "en": "Only this group's administrators can change that.",
         "zh": "只有本群管理员可以修改此设置。",
     },
+    # /models
+    # /image, /edit of a photo, photos sent to the bot
     "note.cut": {"en": "⚠️ The answer was cut off: {reason}", "zh": "⚠️ 回答被中断：{reason}"},
     "note.interrupted": {
         "en": "⚠️ The answer was interrupted because the bot restarted.",
         "zh": "⚠️ 由于机器人重启，回答被中断。",
     },
+    # /edit of a text, /complete, /retry
     "error.auth": {
         "en": "The AI provider rejected the bot's API key. Please tell the bot's admin.",
         "zh": "AI 服务拒绝了机器人的 API 密钥，请联系机器人管理员。",
@@ -122,6 +125,10 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
     "error.stream_cut": {
         "en": "The connection to the AI provider broke off.",
         "zh": "与 AI 服务的连接中断了。",
+    },
+    "error.unsupported": {
+        "en": "The AI provider does not offer this. Please tell the bot's admin.",
+        "zh": "AI 服务不支持此功能，请联系机器人管理员。",
     },
     "error.config": {
         "en": "The bot is misconfigured. Please tell the bot's admin.",

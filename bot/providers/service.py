@@ -3,6 +3,10 @@
 A request goes to the providers that serve its model, in the configured order. Before any
 part of the answer (text or a tool call) reached the caller:
 
+The same holds for every capability: streamed ones (chat, completions) and one-shot ones
+(edits, images), where "before any part of the answer" is simply "before it returned". An
+adapter without the endpoint raises ``Unsupported``, which moves on like a provider fault.
+
 * a retryable error (``RateLimited``, ``Unavailable``, ``ProviderTimeout``, ``StreamCut``), or
   a fault of the provider rather than of the request (``AuthError``, ``QuotaError``,
   ``ModelNotFound``), moves on to the next provider;
@@ -31,16 +35,30 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from enum import Enum
+from typing import TypeVar
 
 import aiohttp
 
 from bot.config import Config, ProviderConfig
-from bot.errors import AuthError, ModelNotFound, ProviderError, ProviderTimeout, QuotaError
+from bot.errors import (
+    AuthError,
+    ModelNotFound,
+    ProviderError,
+    ProviderTimeout,
+    QuotaError,
+    Unsupported,
+)
 from bot.providers.anthropic import AnthropicProvider
 from bot.providers.base import (
     ChatRequest,
+    CompletionRequest,
+    EditRequest,
+    GeneratedImage,
+    ImageEditRequest,
+    ImageRequest,
     ModelInfo,
     Provider,
     StreamEvent,
@@ -52,6 +70,8 @@ from bot.providers.openai_compat import OpenAICompatProvider
 from bot.providers.wrapper import WrapperProvider
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 # Seed 003 caps the `user` field at 64 characters; a hex digest prefix stays well inside.
 _USER_TAG_LENGTH = 32
@@ -68,8 +88,20 @@ FAILURES_BEFORE_COOLDOWN = 3
 COOLDOWN_SECONDS = 30.0
 """How long a failing provider is skipped, counted from its last failure."""
 
-PROVIDER_FAULTS: tuple[type[ProviderError], ...] = (AuthError, QuotaError, ModelNotFound)
+PROVIDER_FAULTS: tuple[type[ProviderError], ...] = (
+    AuthError,
+    QuotaError,
+    ModelNotFound,
+    Unsupported,
+)
 """Errors that are the provider's problem, not the request's: another provider may serve it."""
+
+
+class _Verdict(Enum):
+    """What the failover loops do after an error, when it is not a wait before a retry."""
+
+    GIVE_UP = "give up"
+    NEXT = "next provider"
 
 
 def user_tag(telegram_user_id: int) -> str:
@@ -187,51 +219,117 @@ class ProviderService:
         None otherwise, so a session never reaches another provider (a value the caller set
         in ``request.session`` itself is replaced).
         """
-        routes = self._routes(request.model)
-        cooling = {p.name for _, p in routes if self.health.cooling(p.name)}
-        if cooling and len(cooling) < len(routes):
-            logger.info("skipping providers cooling down: %s", ", ".join(sorted(cooling)))
-            routes = [(c, p) for c, p in routes if p.name not in cooling]
-        for position, (config, provider) in enumerate(routes):
-            last = position == len(routes) - 1
-            attempt_request = _for_provider(request, provider.name, sessions)
+
+        def open_stream(provider: Provider) -> AsyncIterator[StreamEvent]:
+            return provider.stream_chat(_for_provider(request, provider.name, sessions))
+
+        async for event in self._stream(request.model, open_stream):
+            yield event
+
+    async def stream_completion(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Stream a legacy text completion, with the same failover as ``stream_chat``."""
+        async for event in self._stream(request.model, lambda p: p.stream_completion(request)):
+            yield event
+
+    async def edit_text(self, request: EditRequest) -> str:
+        """``request.input`` edited by the first provider whose edits endpoint answers."""
+        return await self._call(request.model, lambda p: p.edit_text(request))
+
+    async def generate_images(self, request: ImageRequest) -> list[GeneratedImage]:
+        """Images for ``request.prompt`` from the first provider that can make them."""
+        return await self._call(request.model, lambda p: p.generate_images(request))
+
+    async def edit_image(self, request: ImageEditRequest) -> list[GeneratedImage]:
+        """``request.image`` edited by the first provider that can edit images."""
+        return await self._call(request.model, lambda p: p.edit_image(request))
+
+    async def _stream(
+        self, model: str, open_stream: Callable[[Provider], AsyncIterator[StreamEvent]]
+    ) -> AsyncIterator[StreamEvent]:
+        """The failover loop of every streamed capability (see the module's docstring)."""
+        for config, provider, last in self._attempt_order(model):
             attempt = 0
             while True:
                 answered = False
-                yield StreamStart(provider.name, request.model)
+                yield StreamStart(provider.name, model)
                 try:
-                    async for event in provider.stream_chat(attempt_request):
+                    async for event in open_stream(provider):
                         answered = answered or isinstance(event, TextDelta | ToolCallDelta)
                         yield event
                 except ProviderError as exc:
-                    if exc.retryable:
-                        self.health.failed(provider.name)
-                    if answered or not (exc.retryable or isinstance(exc, PROVIDER_FAULTS)):
+                    delay = self._after_failure(exc, provider.name, config, attempt, last=last)
+                    if answered or delay is _Verdict.GIVE_UP:
                         raise
-                    if not last:
-                        logger.warning(
-                            "provider %s failed before answering (%s: %s); trying the next",
-                            provider.name,
-                            exc.kind,
-                            exc.detail,
-                        )
+                    if delay is _Verdict.NEXT:
                         break
-                    delay = self._retry_delay(exc, attempt, config.retries)
-                    if delay is None:
-                        raise
-                    logger.warning(
-                        "provider %s failed before answering (%s: %s); retry %d in %.2fs",
-                        provider.name,
-                        exc.kind,
-                        exc.detail,
-                        attempt + 1,
-                        delay,
-                    )
                     await asyncio.sleep(delay)
                     attempt += 1
                 else:
                     self.health.succeeded(provider.name)
                     return
+
+    async def _call(self, model: str, call: Callable[[Provider], Awaitable[_T]]) -> _T:
+        """The failover loop of every one-shot capability (see the module's docstring)."""
+        error: ProviderError | None = None
+        for config, provider, last in self._attempt_order(model):
+            attempt = 0
+            while True:
+                try:
+                    result = await call(provider)
+                except ProviderError as exc:
+                    error = exc
+                    delay = self._after_failure(exc, provider.name, config, attempt, last=last)
+                    if delay is _Verdict.GIVE_UP:
+                        raise
+                    if delay is _Verdict.NEXT:
+                        break
+                    await asyncio.sleep(delay)
+                    attempt += 1
+                else:
+                    self.health.succeeded(provider.name)
+                    return result
+        raise error or Unsupported(f"no provider serves {model}")
+
+    def _attempt_order(self, model: str) -> list[tuple[ProviderConfig, Provider, bool]]:
+        """The routes for ``model`` without those cooling down, each flagged if it is last."""
+        routes = self._routes(model)
+        cooling = {p.name for _, p in routes if self.health.cooling(p.name)}
+        if cooling and len(cooling) < len(routes):
+            logger.info("skipping providers cooling down: %s", ", ".join(sorted(cooling)))
+            routes = [(c, p) for c, p in routes if p.name not in cooling]
+        return [(c, p, i == len(routes) - 1) for i, (c, p) in enumerate(routes)]
+
+    def _after_failure(
+        self, exc: ProviderError, name: str, config: ProviderConfig, attempt: int, *, last: bool
+    ) -> float | _Verdict:
+        """What to do after ``exc`` from provider ``name``: give up, move on, or wait and retry.
+
+        Whether anything was already shown is the caller's business: then it always gives up.
+        """
+        if exc.retryable:
+            self.health.failed(name)
+        if not (exc.retryable or isinstance(exc, PROVIDER_FAULTS)):
+            return _Verdict.GIVE_UP
+        if not last:
+            logger.warning(
+                "provider %s failed before answering (%s: %s); trying the next",
+                name,
+                exc.kind,
+                exc.detail,
+            )
+            return _Verdict.NEXT
+        delay = self._retry_delay(exc, attempt, config.retries)
+        if delay is None:
+            return _Verdict.GIVE_UP
+        logger.warning(
+            "provider %s failed before answering (%s: %s); retry %d in %.2fs",
+            name,
+            exc.kind,
+            exc.detail,
+            attempt + 1,
+            delay,
+        )
+        return delay
 
     async def list_models(self) -> dict[str, list[ModelInfo]]:
         """The models each provider reports, by provider name."""
