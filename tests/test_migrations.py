@@ -18,7 +18,8 @@ from bot.storage.models import Base
 from tests.fakes.databases import sqlite_url
 
 EXPECTED_COLUMNS = {
-    "chats": {"id", "type", "title", "language", "persona", "created_at", "updated_at"},
+    "chats": {"id", "type", "title", "language", "persona", "model", "created_at", "updated_at"},
+    "model_defaults": {"capability", "model", "set_by", "updated_at"},
     "personas": {"name", "description", "prompt", "updated_at"},
     "conversations": {
         "id",
@@ -35,6 +36,7 @@ EXPECTED_COLUMNS = {
         "id",
         "conversation_id",
         "role",
+        "kind",
         "content",
         "status",
         "user_id",
@@ -122,7 +124,7 @@ async def test_migrating_twice_changes_nothing_and_keeps_the_data(tmp_path: Path
             assert await connection.scalar(text("SELECT count(*) FROM chats")) == 1
     finally:
         await engine.dispose()
-    assert await _version(url) == "0002"
+    assert await _version(url) == "0003"
 
 
 async def test_migrated_sqlite_file_is_in_wal_mode(tmp_path: Path) -> None:

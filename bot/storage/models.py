@@ -87,7 +87,20 @@ class Chat(Base):
     title: Mapped[str | None] = mapped_column(String)
     language: Mapped[str | None] = mapped_column(String(16))
     persona: Mapped[str | None] = mapped_column(String(64))
+    # The chat model this chat chose; None follows the default.
+    model: Mapped[str | None] = mapped_column(String)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ModelDefault(Base):
+    """A bot admin's choice of the default model for one capability, over the config's."""
+
+    __tablename__ = "model_defaults"
+
+    capability: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String)
+    set_by: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -135,6 +148,9 @@ class Message(Base):
         Integer, ForeignKey("conversations.id", ondelete="CASCADE")
     )
     role: Mapped[str] = mapped_column(String(16))
+    # "chat" turns form the conversation's context; others (a /complete, an /edit, an
+    # /image) are kept for the record and left out of it.
+    kind: Mapped[str] = mapped_column(String(16), default="chat", server_default="chat")
     content: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     user_id: Mapped[int | None] = mapped_column(BigInteger)
