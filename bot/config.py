@@ -38,6 +38,21 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """Webhook mode: Telegram POSTs updates to ``url``; the bot listens on ``listen:port``."""
+
+    # The public URL Telegram posts to (HTTPS; a reverse proxy forwards it to listen:port).
+    url: str = ""
+    listen: str = "0.0.0.0"  # noqa: S104 - a webhook server must be reachable by the proxy
+    port: int = 8443
+    # The local path served; None takes the path of ``url``.
+    path: str | None = None
+    # Telegram sends it in every request; requests without it are refused.
+    secret_token: str = field(default="", repr=False)
+    max_connections: int = 40
+
+
+@dataclass(frozen=True, slots=True)
 class TelegramConfig:
     """How to reach Telegram and who administers the bot."""
 
@@ -47,6 +62,23 @@ class TelegramConfig:
     admins: tuple[int, ...] = ()
     # Seconds the getUpdates long poll waits on the server before returning empty.
     poll_timeout: float = 30.0
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
+
+    @property
+    def webhook_path(self) -> str:
+        """The path the webhook server serves, without the leading slash."""
+        path = self.webhook.path if self.webhook.path is not None else _url_path(self.webhook.url)
+        return path.strip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class OpsConfig:
+    """The operator's HTTP endpoints: ``/healthz`` (ready or not) and ``/metrics``."""
+
+    listen: str = "127.0.0.1"
+    # None: no such server.
+    port: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +214,7 @@ class Config:
     context: ContextConfig = field(default_factory=ContextConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
 
     def persona(self, name: str | None) -> PersonaConfig:
         """Return the persona called ``name``, or the first one."""
@@ -233,13 +266,39 @@ def _env_only(env: Mapping[str, str]) -> dict[str, Any]:
             }
         ],
         "models": {"chat": model},
+        **_env_webhook(env),
     }
+
+
+def _env_webhook(env: Mapping[str, str]) -> dict[str, Any]:
+    """Webhook mode and the ops port from the environment, for containers without a file."""
+    extra: dict[str, Any] = {}
+    if env.get("TELEGRAM_WEBHOOK_URL"):
+        webhook: dict[str, Any] = {
+            "url": "${TELEGRAM_WEBHOOK_URL}",
+            "secret_token": "${TELEGRAM_WEBHOOK_SECRET}",
+        }
+        if env.get("TELEGRAM_WEBHOOK_PORT"):
+            webhook["port"] = env["TELEGRAM_WEBHOOK_PORT"]
+        extra["telegram"] = {
+            "token": "${TELEGRAM_BOT_TOKEN}",
+            "mode": "webhook",
+            "webhook": webhook,
+        }
+    if env.get("BOT_OPS_PORT"):
+        extra["ops"] = {"listen": "0.0.0.0", "port": env["BOT_OPS_PORT"]}  # noqa: S104
+    if env.get("DATABASE_URL"):
+        extra["database"] = {"url": "${DATABASE_URL}"}
+    return extra
 
 
 def _check(config: Config) -> None:
     """Rules that span several keys."""
     if not config.telegram.token:
         raise ConfigError("telegram.token", "must not be empty")
+    if config.telegram.mode == "webhook":
+        _check_webhook("telegram.webhook", config.telegram.webhook)
+    _check_port("ops.port", config.ops.port)
     if not config.providers:
         raise ConfigError("providers", "at least one provider is needed")
     seen: set[str] = set()
@@ -277,6 +336,24 @@ def _check_provider(path: str, provider: ProviderConfig) -> None:
     if provider.kind == "wrapper" and _url_path(provider.base_url).endswith("/openai"):
         # The adapter appends /openai/chat/... and /send itself; a doubled /openai is a 404.
         raise ConfigError(f"{path}.base_url", "must be the service root, without /openai")
+
+
+def _check_webhook(path: str, webhook: WebhookConfig) -> None:
+    """Webhook mode needs a URL Telegram can post to and a secret to recognise its posts."""
+    if not webhook.url.startswith(("https://", "http://")):
+        raise ConfigError(f"{path}.url", "webhook mode needs the public https:// URL")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", webhook.secret_token):
+        raise ConfigError(
+            f"{path}.secret_token", "webhook mode needs 1-256 characters of A-Z a-z 0-9 _ -"
+        )
+    _check_port(f"{path}.port", webhook.port)
+    if not 1 <= webhook.max_connections <= 100:
+        raise ConfigError(f"{path}.max_connections", "must be between 1 and 100")
+
+
+def _check_port(path: str, port: int | None) -> None:
+    if port is not None and not 0 <= port <= 65535:
+        raise ConfigError(path, "must be a TCP port (0-65535)")
 
 
 def _url_path(url: str) -> str:

@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 import aiohttp
 
 from bot.app import build_application
-from bot.config import Config
+from bot.config import Config, TelegramConfig
 from bot.handlers.context import BotApplication
 from bot.handlers.help import register_commands
 from bot.messages import language_of, text
+from bot.ops import OpsServer
 from bot.providers.service import ProviderService
 from bot.services import Services
 from bot.storage.db import create_engine, migrate
@@ -27,7 +28,7 @@ PROVIDER_CONNECTIONS = 1024
 
 @asynccontextmanager
 async def running(config: Config) -> AsyncIterator[BotApplication]:
-    """Migrate, connect and start polling; stop and close everything on exit."""
+    """Migrate, connect and start receiving updates; stop and close everything on exit."""
     await migrate(config.database.url)
     engine = create_engine(config.database.url)
     try:
@@ -38,25 +39,62 @@ async def running(config: Config) -> AsyncIterator[BotApplication]:
                 services = Services.create(config, Store(engine), providers)
                 await services.store.sync_personas(config.personas)
                 application = build_application(services)
-                async with application:
+                async with _ops_server(config, services), application:
                     await register_commands(application.bot)
                     await recover_interrupted(services, application)
-                    assert application.updater is not None
-                    await application.updater.start_polling(
-                        timeout=int(config.telegram.poll_timeout),
-                        drop_pending_updates=False,
-                    )
                     await application.start()
-                    logger.info("bot @%s is running", application.bot.username)
+                    await _receive_updates(application, config.telegram)
+                    services.readiness.username = application.bot.username
+                    services.readiness.ready = True
+                    logger.info(
+                        "bot @%s is running (%s)", application.bot.username, config.telegram.mode
+                    )
                     try:
                         yield application
                     finally:
+                        services.readiness.ready = False
+                        assert application.updater is not None
                         await application.updater.stop()
                         await application.stop()
             finally:
                 await providers.aclose()
     finally:
         await engine.dispose()
+
+
+async def _receive_updates(application: BotApplication, telegram: TelegramConfig) -> None:
+    """Long-poll getUpdates, or set the webhook and serve it with PTB's webhook server."""
+    updater = application.updater
+    assert updater is not None
+    if telegram.mode == "polling":
+        # start_polling deletes a webhook an earlier webhook-mode run left behind.
+        await updater.start_polling(timeout=int(telegram.poll_timeout), drop_pending_updates=False)
+        return
+    webhook = telegram.webhook
+    await updater.start_webhook(
+        listen=webhook.listen,
+        port=webhook.port,
+        url_path=telegram.webhook_path,
+        webhook_url=webhook.url,
+        secret_token=webhook.secret_token,
+        max_connections=webhook.max_connections,
+        drop_pending_updates=False,
+    )
+
+
+@asynccontextmanager
+async def _ops_server(config: Config, services: Services) -> AsyncIterator[None]:
+    """Serve /healthz and /metrics while the bot runs, if ``ops.port`` is set."""
+    services.readiness.mode = config.telegram.mode
+    if config.ops.port is None:
+        yield
+        return
+    server = OpsServer(services.readiness, services.metrics)
+    services.readiness.ops_port = await server.start(config.ops.listen, config.ops.port)
+    try:
+        yield
+    finally:
+        await server.stop()
 
 
 async def recover_interrupted(services: Services, application: BotApplication) -> None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from bot.access import Access
 from bot.config import Config
 from bot.inflight import KeyedLocks, StopSignals
+from bot.metrics import Metrics
+from bot.ops import Readiness
 from bot.providers.service import ProviderService
 from bot.storage.store import Store
 from bot.streaming.editor import DraftSupport
@@ -25,6 +27,8 @@ class Services:
     access: Access
     conversations: KeyedLocks = field(default_factory=KeyedLocks)
     stops: StopSignals = field(default_factory=StopSignals)
+    metrics: Metrics = field(default_factory=Metrics)
+    readiness: Readiness = field(default_factory=Readiness)
 
     @classmethod
     def create(cls, config: Config, store: Store, providers: ProviderService) -> Services:

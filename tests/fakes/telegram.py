@@ -17,6 +17,8 @@ can inject faults. Documented simplifications:
 * entities out of the text's range are rejected (Telegram is sometimes lenient about them);
 * ``sendMessageDraft`` error descriptions for non-private chats and a zero draft_id are
   invented, as Telegram does not document them;
+* with a webhook set (setWebhook), updates are POSTed to it instead of served by getUpdates
+  (see ``telegram_webhook``); ``delivered_at`` is then the time the bot acknowledged one;
 * a call is recorded when it is answered, so a long poll shows up after the calls that
   arrived while it waited; ``Call.at`` is the arrival time, ``delivered_at(update_id)`` the
   time a getUpdates answer first carried an update.
@@ -46,6 +48,7 @@ from tests.fakes.telegram_text import (
     utf16_len,
     word_set,
 )
+from tests.fakes.telegram_webhook import Webhook, WebhookDeliverer
 
 JSONDict = dict[str, Any]
 
@@ -67,6 +70,10 @@ CANT_PARSE_ENTITIES = (
 MESSAGE_TO_EDIT_NOT_FOUND = "Bad Request: message to edit not found"
 MESSAGE_TOO_LONG = "Bad Request: message is too long"
 MESSAGE_TEXT_EMPTY = "Bad Request: message text is empty"
+WEBHOOK_ACTIVE = (
+    "Conflict: can't use getUpdates method while webhook is active;"
+    " use deleteWebhook to delete the webhook first"
+)
 QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 
 # Canonical camelCase names, looked up case-insensitively as Telegram does.
@@ -75,6 +82,7 @@ METHODS = (
     "getUpdates",
     "deleteWebhook",
     "getWebhookInfo",
+    "setWebhook",
     "setMyCommands",
     "getMyCommands",
     "deleteMyCommands",
@@ -97,7 +105,7 @@ _CANONICAL = {name.lower(): name for name in METHODS}
 _INT_PARAMS = word_set(
     """
     chat_id message_id message_thread_id draft_id offset limit user_id reply_to_message_id
-    cache_time direct_messages_topic_id
+    cache_time direct_messages_topic_id max_connections
     """
 )
 _FLOAT_PARAMS = frozenset({"timeout"})
@@ -387,10 +395,12 @@ class FakeTelegram:
         self._open_callback_queries: set[str] = set()
         self._callback_ids = itertools.count(7_000_000_001)
         self._injections: list[_Injection] = []
+        self._webhook: WebhookDeliverer | None = None
         self._handlers: dict[str, Callable[[JSONDict], Any]] = {
             "getMe": lambda _params: self.bot_user,
             "deleteWebhook": self._delete_webhook,
             "getWebhookInfo": self._get_webhook_info,
+            "setWebhook": self._set_webhook,
             "setMyCommands": self._set_my_commands,
             "getMyCommands": self._get_my_commands,
             "deleteMyCommands": self._delete_my_commands,
@@ -431,6 +441,8 @@ class FakeTelegram:
         """Answer pending long polls and stop the server."""
         self._closing = True
         self._updates_changed.notify()
+        if self._webhook is not None:
+            await self._webhook.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -642,14 +654,21 @@ class FakeTelegram:
 
     # ------------------------------------------------------------ user updates
 
+    @property
+    def webhook(self) -> Webhook | None:
+        """The webhook setWebhook registered, with its delivery attempts; None when polling."""
+        return self._webhook.webhook if self._webhook else None
+
     def push_update(self, update: Mapping[str, Any]) -> int:
-        """Queue an Update for getUpdates; assigns ``update_id`` if absent and returns it."""
+        """Queue an Update for getUpdates or the webhook; assigns ``update_id`` if absent."""
         queued = dict(update)
         update_id = queued.setdefault("update_id", self._next_update_id)
         self._next_update_id = max(self._next_update_id, update_id + 1)
         self._updates.append(queued)
         self._updates.sort(key=lambda u: int(u["update_id"]))
         self._updates_changed.notify()
+        if self._webhook is not None:
+            self._webhook.notify()
         return int(update_id)
 
     def user_sends(
@@ -739,6 +758,8 @@ class FakeTelegram:
                     self._delivered_at.setdefault(int(update["update_id"]), delivered)
             else:
                 result = self._handlers[method](params)
+                if asyncio.iscoroutine(result):
+                    result = await result
         except ApiError as error:
             return self._answer(method, params, at, error=error)
         return self._answer(method, params, at, result=result)
@@ -787,6 +808,8 @@ class FakeTelegram:
     # ----------------------------------------------------------- getUpdates
 
     async def _get_updates(self, params: JSONDict) -> list[JSONDict]:
+        if self._webhook is not None:
+            raise ApiError(409, WEBHOOK_ACTIVE)
         offset = params.get("offset")
         limit = min(100, max(1, params.get("limit", 100)))
         timeout = max(0.0, float(params.get("timeout", 0)))
@@ -825,13 +848,51 @@ class FakeTelegram:
 
     # ------------------------------------------------------- simple methods
 
-    def _delete_webhook(self, params: JSONDict) -> bool:
+    async def _delete_webhook(self, params: JSONDict) -> bool:
         if params.get("drop_pending_updates"):
             self._updates.clear()
+        if self._webhook is not None:
+            webhook, self._webhook = self._webhook, None
+            await webhook.close()
         return True
 
     def _get_webhook_info(self, params: JSONDict) -> JSONDict:
-        return {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
+        url = self._webhook.webhook.url if self._webhook else ""
+        return {"url": url, "has_custom_certificate": False, "pending_update_count": 0}
+
+    async def _set_webhook(self, params: JSONDict) -> bool:
+        url = params.get("url", "")
+        secret = params.get("secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise _bad_request("Bad Request: secret token contains unallowed characters")
+        if params.get("drop_pending_updates"):
+            self._updates.clear()
+        if params.get("allowed_updates") is not None:
+            self._allowed_updates = list(params["allowed_updates"])
+        if self._webhook is not None:
+            await self._webhook.close()
+            self._webhook = None
+        if not url:
+            return True
+        if not url.startswith(("http://", "https://")):
+            raise _bad_request("Bad Request: bad webhook: HTTPS url must be provided for webhook")
+        webhook = Webhook(
+            url,
+            secret,
+            int(params.get("max_connections", 40)),
+            params.get("allowed_updates"),
+        )
+        self._webhook = WebhookDeliverer(webhook, self._webhook_batch, self._webhook_acknowledged)
+        self._webhook.start()
+        self._webhook.notify()
+        return True
+
+    def _webhook_batch(self) -> list[JSONDict]:
+        return copy.deepcopy(self._deliverable(100))
+
+    def _webhook_acknowledged(self, update_id: int, at: float) -> None:
+        self._delivered_at.setdefault(update_id, at)
+        self._updates = [u for u in self._updates if u["update_id"] != update_id]
 
     def _set_my_commands(self, params: JSONDict) -> bool:
         commands = params.get("commands")
