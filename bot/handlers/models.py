@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Literal
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ChatType, InlineKeyboardButtonLimit, MessageLimit
+from telegram.error import BadRequest
 
 from bot.config import ModelsConfig
 from bot.errors import ErrorKind
@@ -285,7 +287,14 @@ async def models_button(update: Update, context: BotContext) -> None:
         admin_default = (await context.services.store.model_defaults()).get("chat")
         allowed = choosable_chat_models(context.services.config.models, reports, admin_default)
         model = model_of_button(query.data, allowed) or query.data.removeprefix(MODELS_PREFIX)
-    await _choose(context, query.message, model, lang)
+    menu = query.message
+    if await _choose(context, menu, model, lang):
+        # The menu marks the model in force: move the mark.
+        markup = await _chat_markup(context, menu.chat_id, lang)
+        with contextlib.suppress(BadRequest):
+            await context.services.outbox.call(
+                menu.chat_id, lambda: menu.edit_reply_markup(markup), must_deliver=False
+            )
 
 
 async def _show(context: BotContext, message: Message, user_id: int | None, lang: Lang) -> None:
@@ -296,7 +305,6 @@ async def _show(context: BotContext, message: Message, user_id: int | None, lang
     own = await services.store.chat_model(message.chat_id)
     admin_chat = admin_defaults.get("chat")
     current = resolve_model(models, "chat", chat_choice=own, admin_default=admin_chat)
-    default = admin_chat or models.chat
     source: Source = "chat" if own and current == own else "admin" if admin_chat else "config"
     may_choose = await _chat_refusal(context, message, user_id) is None
     listing = Listing(
@@ -309,10 +317,7 @@ async def _show(context: BotContext, message: Message, user_id: int | None, lang
         may_choose=may_choose,
         is_admin=services.access.is_bot_admin(user_id),
     )
-    markup = None
-    if may_choose:
-        candidates = choosable_chat_models(models, reports, admin_chat)
-        markup = chat_buttons(candidates, current, default, own_choice=source == "chat", lang=lang)
+    markup = await _chat_markup(context, message.chat_id, lang) if may_choose else None
     body = render_listing(listing, lang)
     await services.outbox.call(
         message.chat_id,
@@ -321,8 +326,30 @@ async def _show(context: BotContext, message: Message, user_id: int | None, lang
     )
 
 
-async def _choose(context: BotContext, message: Message, name: str | None, lang: Lang) -> None:
-    """Set the chat's chat model (None: the default) and announce it; the conversation goes on."""
+async def _chat_markup(
+    context: BotContext, chat_id: int, lang: Lang
+) -> InlineKeyboardMarkup | None:
+    """The buttons choosing the chat's model, the one in force marked."""
+    services = context.services
+    models = services.config.models
+    reports = await services.providers.catalogue.reports()
+    admin_chat = (await services.store.model_defaults()).get("chat")
+    own = await services.store.chat_model(chat_id)
+    current = resolve_model(models, "chat", chat_choice=own, admin_default=admin_chat)
+    return chat_buttons(
+        choosable_chat_models(models, reports, admin_chat),
+        current,
+        admin_chat or models.chat,
+        own_choice=bool(own) and current == own,
+        lang=lang,
+    )
+
+
+async def _choose(context: BotContext, message: Message, name: str | None, lang: Lang) -> bool:
+    """Set the chat's chat model (None: the default) and announce it; the conversation goes on.
+
+    False when nothing changed (an unknown model, or the one already in force).
+    """
     services = context.services
     models = services.config.models
     admin_defaults = await services.store.model_defaults()
@@ -335,11 +362,11 @@ async def _choose(context: BotContext, message: Message, name: str | None, lang:
         if model is None:
             names = name_list(allowed, UNKNOWN_LIST_LIMIT, lang)
             await context.reply(message, text("models.unknown_model", lang, name=name, names=names))
-            return
+            return False
         own = await services.store.chat_model(message.chat_id)
         if model == resolve_model(models, "chat", chat_choice=own, admin_default=admin_chat):
             await context.reply(message, text("models.chat_already", lang, model=model))
-            return
+            return False
     await services.store.ensure_chat(message.chat_id, message.chat.type, message.chat.title)
     await services.store.set_chat_model(message.chat_id, model)
     if model is None:
@@ -347,6 +374,7 @@ async def _choose(context: BotContext, message: Message, name: str | None, lang:
         await context.reply(message, text("models.chat_reset", lang, model=default))
     else:
         await context.reply(message, text("models.chat_set", lang, model=model))
+    return True
 
 
 async def _chat_refusal(context: BotContext, message: Message, user_id: int | None) -> str | None:
