@@ -296,3 +296,25 @@ async def test_answers_are_in_chinese_for_chinese_users(telegram, bot):
     assert reply.text == "本聊天现在使用 fake-model，对话继续。"
     reply = await reply_to(telegram, "/models set chat x", language_code="zh-hans")
     assert reply.text == "只有机器人管理员可以修改默认模型。"
+
+
+async def test_a_model_only_the_second_provider_reports_is_answered_by_it(
+    telegram, config_for, provider, start_bot
+):
+    async with FakeWrapper() as wrapper:
+        config = config_for(
+            streaming={"drafts": False},
+            providers=[
+                {"name": "fake", "kind": "openai", "base_url": provider.base_url},
+                {"name": "wrapper", "kind": "wrapper", "base_url": wrapper.base_url},
+            ],
+        )
+        async with start_bot(config):
+            await reply_to(telegram, "/models")
+            reply = await reply_to(telegram, "/models chat gpt-4")
+            assert reply.text == "This chat now uses gpt-4. The conversation continues."
+            telegram.user_sends("hello")
+            await until(lambda: "echo: hello" in bot_texts(telegram))
+    chats = [r for r in wrapper.requests if r.path.startswith("/openai/chat")]
+    assert [r.json["model"] for r in chats] == ["gpt-4"]
+    assert all(r.path == "/v1/models" for r in provider.requests), "the first provider is skipped"
