@@ -17,6 +17,7 @@ from bot.handlers.chat import STOP_PREFIX, chat_command, chat_message, new_comma
 from bot.handlers.context import SERVICES_KEY, BotApplication, BotContext
 from bot.handlers.errors import error_handler
 from bot.handlers.help import help_command, start_command
+from bot.handlers.models import MODELS_PREFIX, models_button, models_command
 from bot.handlers.persona import PERSONA_PREFIX, persona_button, persona_command
 from bot.handlers.stop import draft_stopped, is_draft_stop, stop_button_pressed
 from bot.services import Services
@@ -49,6 +50,8 @@ def build_application(services: Services) -> BotApplication:
     application.add_handler(CommandHandler("chat", chat_command))
     application.add_handler(CommandHandler("persona", persona_command))
     application.add_handler(CallbackQueryHandler(persona_button, pattern=f"^{PERSONA_PREFIX}"))
+    application.add_handler(CommandHandler("models", models_command))
+    application.add_handler(CallbackQueryHandler(models_button, pattern=f"^{MODELS_PREFIX}"))
     application.add_handler(
         MessageHandler(filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, chat_message)
     )

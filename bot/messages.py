@@ -19,6 +19,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
             "/chat TEXT - ask (in groups, too)\n"
             "/new - start a new conversation\n"
             "/persona - show or change the assistant's persona\n"
+            "/models - show the models and choose this chat's\n"
             "/help - this help\n\n"
             "I remember the conversation until you send /new."
         ),
@@ -27,6 +28,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
             "/chat 文本 - 提问（群组中也可用）\n"
             "/new - 开始新对话\n"
             "/persona - 查看或切换助手角色\n"
+            "/models - 查看模型并为本聊天选择模型\n"
             "/help - 查看帮助\n\n"
             "在你发送 /new 之前，我会记住对话内容。"
         ),
@@ -36,6 +38,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
     "command.help": {"en": "How to use this bot", "zh": "使用帮助"},
     "command.persona": {"en": "Show or change the persona", "zh": "查看或切换角色"},
     "command.start": {"en": "Start", "zh": "开始"},
+    "command.models": {"en": "Show or choose the models", "zh": "查看或选择模型"},
     "new_conversation": {
         "en": "Started a new conversation. Earlier messages are forgotten.",
         "zh": "已开始新对话，之前的消息不再作为上下文。",
@@ -79,6 +82,90 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
         "zh": "只有本群管理员可以修改此设置。",
     },
     # /models
+    "models.title": {"en": "🤖 Models", "zh": "🤖 模型"},
+    "models.current": {
+        "en": "This chat uses {model} ({source}).",
+        "zh": "本聊天使用 {model}（{source}）。",
+    },
+    "models.source.chat": {"en": "chosen for this chat", "zh": "本聊天自选"},
+    "models.source.admin": {
+        "en": "the default, set by the bot's admins",
+        "zh": "管理员设置的默认模型",
+    },
+    "models.source.config": {"en": "the default", "zh": "默认模型"},
+    "models.defaults": {"en": "Defaults:", "zh": "默认模型："},
+    "models.admin_mark": {"en": " (set by an admin)", "zh": "（管理员设置）"},
+    "models.edits_chat": {"en": "the chat model", "zh": "使用聊天模型"},
+    "models.suggested": {"en": "Suggested:", "zh": "推荐模型："},
+    "models.reported": {"en": "Reported by the providers:", "zh": "各服务商提供的模型："},
+    "models.more": {"en": "… and {count} more", "zh": "……等另外 {count} 个"},
+    "models.provider_none": {"en": "no model list", "zh": "未提供模型列表"},
+    "models.provider_timeout": {"en": "did not answer in time", "zh": "未及时响应"},
+    "models.provider_failed": {
+        "en": "the model list could not be fetched",
+        "zh": "无法获取模型列表",
+    },
+    "models.how_chat": {
+        "en": "Choose this chat's model below, or send /models chat MODEL.",
+        "zh": "在下方为本聊天选择模型，或发送 /models chat 模型名。",
+    },
+    "models.how_admin": {
+        "en": "Bot admins: /models set CAPABILITY MODEL and /models reset CAPABILITY.",
+        "zh": "机器人管理员：/models set 能力 模型名，/models reset 能力。",
+    },
+    "models.button_default": {"en": "↩ Default ({model})", "zh": "↩ 默认（{model}）"},
+    "models.chat_set": {
+        "en": "This chat now uses {model}. The conversation continues.",
+        "zh": "本聊天现在使用 {model}，对话继续。",
+    },
+    "models.chat_reset": {
+        "en": "This chat now uses the default model, {model}. The conversation continues.",
+        "zh": "本聊天已恢复使用默认模型 {model}，对话继续。",
+    },
+    "models.chat_already": {
+        "en": "This chat already uses {model}.",
+        "zh": "本聊天已经在使用 {model}。",
+    },
+    "models.unknown_model": {
+        "en": "There is no model {name} to choose. Choose one of: {names}.",
+        "zh": "没有可选的模型 {name}。可选：{names}。",
+    },
+    "models.unknown_role": {
+        "en": "There is no capability {name}. Choose one of: {names}.",
+        "zh": "没有名为 {name} 的能力。可选：{names}。",
+    },
+    "models.usage": {
+        "en": (
+            "/models - the models and this chat's choice\n"
+            "/models chat MODEL - choose this chat's model\n"
+            "/models chat reset - back to the default\n"
+            "/models set CAPABILITY MODEL - set a default (bot admins)\n"
+            "/models reset CAPABILITY - back to the configured default (bot admins)"
+        ),
+        "zh": (
+            "/models - 查看模型及本聊天的选择\n"
+            "/models chat 模型名 - 为本聊天选择模型\n"
+            "/models chat reset - 恢复默认模型\n"
+            "/models set 能力 模型名 - 设置默认模型（机器人管理员）\n"
+            "/models reset 能力 - 恢复配置中的默认模型（机器人管理员）"
+        ),
+    },
+    "models.admins_only": {
+        "en": "Only the bot's admins can change the default models.",
+        "zh": "只有机器人管理员可以修改默认模型。",
+    },
+    "models.choice_off": {
+        "en": "Choosing your own model is turned off; the bot's admins choose it.",
+        "zh": "此机器人不允许用户自选模型，模型由机器人管理员决定。",
+    },
+    "models.default_set": {
+        "en": "The default {role} model is now {model}.",
+        "zh": "默认的 {role} 模型已设为 {model}。",
+    },
+    "models.default_reset": {
+        "en": "The default {role} model is the configured one again: {model}.",
+        "zh": "默认的 {role} 模型已恢复为配置中的 {model}。",
+    },
     # /image, /edit of a photo, photos sent to the bot
     "note.cut": {"en": "⚠️ The answer was cut off: {reason}", "zh": "⚠️ 回答被中断：{reason}"},
     "note.interrupted": {

@@ -37,6 +37,7 @@ async def running(config: Config) -> AsyncIterator[BotApplication]:
             providers = ProviderService.from_config(config, session)
             try:
                 services = Services.create(config, Store(engine), providers)
+                providers.warm_catalogue()
                 await services.store.sync_personas(config.personas)
                 application = build_application(services)
                 async with _ops_server(config, services), application:

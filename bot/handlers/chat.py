@@ -16,6 +16,7 @@ from bot.context import build_messages, estimate_tokens, message_tokens
 from bot.errors import ContextTooLong, InputError, ProviderError
 from bot.handlers.context import BotContext
 from bot.messages import Lang, cut_note, language_of, text, user_message
+from bot.model_choice import effective_model
 from bot.personas import chat_persona
 from bot.providers.base import (
     ChatMessage,
@@ -134,7 +135,7 @@ async def _answer_in_turn(update: Update, context: BotContext, prompt: str, lang
     )
     history = await store.history(conversation, limit=config.context.max_messages)
     request = ChatRequest(
-        model=config.models.chat,
+        model=await effective_model(services, chat_id, "chat"),
         messages=build_messages(
             persona.prompt,
             [ChatMessage("user" if m.role == "user" else "assistant", m.content) for m in history],

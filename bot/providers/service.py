@@ -66,6 +66,7 @@ from bot.providers.base import (
     TextDelta,
     ToolCallDelta,
 )
+from bot.providers.catalogue import ModelCatalogue, route_order
 from bot.providers.openai_compat import OpenAICompatProvider
 from bot.providers.wrapper import WrapperProvider
 
@@ -193,6 +194,8 @@ class ProviderService:
         self.health = health or ProviderHealth()
         self._backoff = backoff
         self._max_retry_wait = max_retry_wait
+        self.catalogue = ModelCatalogue([provider for _, provider in self._providers])
+        """What each provider reports it serves; routing reads it, /models shows it."""
 
     @classmethod
     def from_config(cls, config: Config, session: aiohttp.ClientSession) -> ProviderService:
@@ -205,7 +208,7 @@ class ProviderService:
         return any(config.kind == "wrapper" for config, _ in self._providers)
 
     def providers_for(self, model: str) -> list[Provider]:
-        """Providers that serve ``model``: those listing it first, then those listing nothing."""
+        """Providers that serve ``model``, best first (see ``_routes``)."""
         return [provider for _, provider in self._routes(model)]
 
     async def stream_chat(
@@ -335,16 +338,29 @@ class ProviderService:
         """The models each provider reports, by provider name."""
         return {provider.name: await provider.list_models() for _, provider in self._providers}
 
+    def warm_catalogue(self) -> None:
+        """Fetch the model lists in the background and keep them fresh, when routing needs them.
+
+        With a single provider there is nothing to choose between, so nothing is fetched.
+        """
+        if len(self._providers) > 1:
+            self.catalogue.start()
+
     async def aclose(self) -> None:
         """Release every adapter."""
+        await self.catalogue.aclose()
         for _, provider in self._providers:
             await provider.aclose()
 
     def _routes(self, model: str) -> list[tuple[ProviderConfig, Provider]]:
-        """Configured providers for ``model``: those listing it, then those listing nothing."""
-        listing = [(c, p) for c, p in self._providers if model in c.models]
-        open_ended = [(c, p) for c, p in self._providers if not c.models]
-        return listing + open_ended or list(self._providers)
+        """Providers for ``model``: those whose config lists it, then those reporting it (as last
+        fetched; never waited for), then those listing nothing; all of them if none applies."""
+        order = route_order(
+            model,
+            [config.models for config, _ in self._providers],
+            [self.catalogue.served(provider.name) for _, provider in self._providers],
+        )
+        return [self._providers[i] for i in order]
 
     def _retry_delay(self, exc: ProviderError, attempt: int, retries: int) -> float | None:
         """Seconds to wait before retrying the same provider after ``exc``; None to give up."""

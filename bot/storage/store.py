@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import PersonaConfig
 from bot.providers.base import Usage
-from bot.storage.models import Chat, Conversation, Message, Persona, utcnow
+from bot.storage.models import Chat, Conversation, Message, ModelDefault, Persona, utcnow
 
 # Chats whose stored details are known to be current; past this many the memory is reset.
 KNOWN_CHATS = 10_000
@@ -415,6 +415,61 @@ class Store:
             session.add(message)
             await session.flush()
             return message.id
+
+    async def chat_model(self, chat_id: int) -> str | None:
+        """The chat model the chat chose, or None for the default."""
+        async with self._sessions() as session:
+            model: str | None = await session.scalar(select(Chat.model).where(Chat.id == chat_id))
+            return model
+
+    async def set_chat_model(self, chat_id: int, model: str | None) -> None:
+        """Choose the chat's chat model; None goes back to the default."""
+        async with self._writing() as session:
+            matched = await _update(
+                session, update(Chat).where(Chat.id == chat_id).values(model=model)
+            )
+            if matched == 0:
+                raise LookupError(f"unknown chat {chat_id}; call ensure_chat first")
+
+    async def model_choices(self, chat_id: int, capability: str) -> tuple[str | None, str | None]:
+        """The chat's own chat model and the admins' default for ``capability``, in one query."""
+        query = select(
+            select(Chat.model).where(Chat.id == chat_id).scalar_subquery(),
+            select(ModelDefault.model)
+            .where(ModelDefault.capability == capability)
+            .scalar_subquery(),
+        )
+        async with self._sessions() as session:
+            row = (await session.execute(query)).one()
+        return row[0], row[1]
+
+    async def model_defaults(self) -> dict[str, str]:
+        """The admins' default model by capability (only those they set)."""
+        query = select(ModelDefault.capability, ModelDefault.model)
+        async with self._sessions() as session:
+            return {row.capability: row.model for row in await session.execute(query)}
+
+    async def set_model_default(self, capability: str, model: str, *, set_by: int | None) -> None:
+        """Set the default model of ``capability``, over the configured one."""
+        values = {"model": model, "set_by": set_by, "updated_at": utcnow()}
+        change = update(ModelDefault).where(ModelDefault.capability == capability).values(values)
+        try:
+            async with self._writing() as session:
+                if await _update(session, change) == 0:
+                    session.add(ModelDefault(capability=capability, model=model, set_by=set_by))
+        except IntegrityError:
+            # Another admin inserted the same capability meanwhile: the later choice wins.
+            async with self._writing() as session:
+                await session.execute(change)
+
+    async def reset_model_default(self, capability: str) -> bool:
+        """Drop the admins' default of ``capability``; False if there was none."""
+        async with self._writing() as session:
+            row = await session.get(ModelDefault, capability)
+            if row is None:
+                return False
+            await session.delete(row)
+            return True
 
 
 def _conversation_key(

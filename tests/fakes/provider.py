@@ -185,6 +185,8 @@ class FakeProvider(LoopbackServer):
             else [dict(m) for m in models]
         )
         """What GET /v1/models answers: a list, an ErrorResponse, or None for a 404."""
+        self.models_delay = 0.0
+        """Seconds GET /v1/models waits before it answers (long: an endpoint that hangs)."""
         self.requests: list[RecordedRequest] = []
         self.first_chunk_at: dict[int, float] = {}
         """Index in ``requests`` -> ``time.monotonic()`` when its first Chunk was written."""
@@ -305,6 +307,8 @@ class FakeProvider(LoopbackServer):
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)
+        if self.models_delay:
+            await asyncio.sleep(self.models_delay)
         if self.models is None:
             raise web.HTTPNotFound()
         if isinstance(self.models, ErrorResponse):
