@@ -243,7 +243,7 @@ async def test_start_and_help_explain_the_commands_registered_in_the_menu(telegr
     registered = telegram.calls_to("setMyCommands")
     assert {c.params.get("language_code") for c in registered} == {None, "zh"}
     commands = {c["command"] for c in registered[0].params["commands"]}
-    assert commands == {"chat", "new", "persona", "help"}
+    assert commands == {"chat", "new", "persona", "image", "help"}
 
 
 async def test_chat_without_text_explains_how_to_use_it(telegram, provider, bot):
