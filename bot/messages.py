@@ -150,13 +150,17 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
     },
     "vision.not_capable": {
         "en": "The current model ({model}) cannot see pictures. "
-        "Choose one that can with /models: {models}.",
-        "zh": "当前模型（{model}）无法识别图片。请用 /models 选择支持图片的模型：{models}。",
+        "Choose one that can with /models: {models}. "
+        "To change the picture instead, reply to it with /edit and what to change.",
+        "zh": "当前模型（{model}）无法识别图片。请用 /models 选择支持图片的模型：{models}。"
+        "如果想修改这张图片，请回复它并发送 /edit 和修改内容。",
     },
     "vision.none": {
         "en": "The current model ({model}) cannot see pictures, and no model that can is "
-        "configured. Please tell the bot's admin.",
-        "zh": "当前模型（{model}）无法识别图片，且没有配置支持图片的模型。请联系机器人管理员。",
+        "configured. Please tell the bot's admin. "
+        "To change the picture instead, reply to it with /edit and what to change.",
+        "zh": "当前模型（{model}）无法识别图片，且没有配置支持图片的模型。请联系机器人管理员。"
+        "如果想修改这张图片，请回复它并发送 /edit 和修改内容。",
     },
     "note.cut": {"en": "⚠️ The answer was cut off: {reason}", "zh": "⚠️ 回答被中断：{reason}"},
     "note.interrupted": {
