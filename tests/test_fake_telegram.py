@@ -254,7 +254,9 @@ async def test_a_photo_url_on_the_loopback_cannot_be_fetched_by_telegram(
     with pytest.raises(BadRequest, match=r"(?i)failed to get http url content"):
         await ptb.send_photo(USER, "http://127.0.0.1:9/picture.png")
     sent = await ptb.send_photo(USER, "https://images.example/picture.png")
-    assert tg.message(USER, sent.message_id).photo.source == "https://images.example/picture.png"
+    stored = tg.message(USER, sent.message_id).photo
+    assert stored is not None
+    assert stored.source == "https://images.example/picture.png"
 
 
 async def test_uploaded_photo_is_stored_with_size_and_caption(tg: FakeTelegram, ptb: Bot) -> None:
