@@ -15,6 +15,7 @@ from typing import Protocol, TypeVar
 from bot.providers.base import ChatRequest
 
 PHOTO_MARKER = "[photo]"
+PHOTOS_MARKER = "[{count} photos]"
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 """The largest image fetched from Telegram and sent on: a provider's limit, well within
@@ -63,7 +64,8 @@ def stored_text(question: str, images: Sequence[str]) -> str:
     """The user's turn as history keeps it: the question, marked when it came with a photo."""
     if not images:
         return question
-    return f"{PHOTO_MARKER} {question}".rstrip()
+    marker = PHOTO_MARKER if len(images) == 1 else PHOTOS_MARKER.format(count=len(images))
+    return f"{marker} {question}".rstrip()
 
 
 def with_images(request: ChatRequest, question: str, images: tuple[str, ...]) -> ChatRequest:

@@ -319,3 +319,35 @@ async def test_in_groups_only_photos_captioned_chat_are_answered(
         telegram.user_sends_photo(PHOTO, "/chat what breed?", chat_id=GROUP)
         await until(lambda: "echo: what breed? [1 image(s)]" in bot_texts(telegram, GROUP))
     assert len(provider.requests) == 1
+
+
+async def test_an_album_is_answered_once_with_all_its_photos(
+    telegram, provider, start_bot, config_for
+) -> None:
+    config = config_for(
+        streaming={"drafts": False}, models={"chat": "gpt-4o", "vision": ["gpt-4o"]}
+    )
+    second_photo = b"\xff\xd8\xff\xe0" + b"the second photo"
+    async with start_bot(config):
+        telegram.user_sends_photo(PHOTO, "which is better?", media_group_id="album-1")
+        telegram.user_sends_photo(second_photo, media_group_id="album-1")
+        await until(lambda: "echo: which is better? [2 image(s)]" in bot_texts(telegram))
+    (request,) = provider.requests
+    urls = [p["image_url"]["url"] for p in request.json["messages"][-1]["content"][1:]]
+    assert urls == [
+        "data:image/jpeg;base64," + base64.b64encode(PHOTO).decode(),
+        "data:image/jpeg;base64," + base64.b64encode(second_photo).decode(),
+    ]
+
+
+async def test_a_photo_captioned_for_another_bot_is_left_alone(
+    telegram, provider, start_bot, config_for
+) -> None:
+    config = config_for(
+        streaming={"drafts": False}, models={"chat": "gpt-4o", "vision": ["gpt-4o"]}
+    )
+    async with start_bot(config):
+        telegram.user_sends_photo(PHOTO, "/chat@other_bot what is it?", chat_id=GROUP)
+        telegram.user_sends_photo(PHOTO, "/chat@test_llm_bot what is it?", chat_id=GROUP)
+        await until(lambda: "echo: what is it? [1 image(s)]" in bot_texts(telegram, GROUP))
+    assert len(provider.requests) == 1

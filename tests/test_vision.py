@@ -47,6 +47,7 @@ def test_the_stored_turn_is_text_with_a_photo_marker() -> None:
     assert stored_text("what is this?", ("data:image/png;base64,AA==",)) == "[photo] what is this?"
     assert stored_text("", ("data:image/png;base64,AA==",)) == "[photo]"
     assert stored_text("plain", ()) == "plain"
+    assert stored_text("which?", ("data:,a", "data:,b")) == "[2 photos] which?"
 
 
 def test_only_the_newest_message_carries_the_images_and_it_loses_the_marker() -> None:

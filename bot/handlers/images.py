@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal, cast
+from typing import Literal
 
 from telegram import Document, InputMediaPhoto, Message, PhotoSize, Update
 from telegram.constants import ChatAction, ChatType
@@ -42,7 +43,8 @@ ModelUse = Literal["chat", "images", "image_edits"]
 async def chosen_model(services: Services, chat_id: int, use: ModelUse) -> str:
     """The model that serves ``use`` in ``chat_id``: the configured default, for every chat."""
     del chat_id  # every chat uses the configured models until chats can choose their own
-    return cast(str, getattr(services.config.models, use))
+    models = services.config.models
+    return {"chat": models.chat, "images": models.images, "image_edits": models.image_edits}[use]
 
 
 # --- /image ----------------------------------------------------------------------------------
@@ -78,9 +80,16 @@ async def _generate(services: Services, request: ImageRequest) -> list[Generated
     if request.n == 1 or not request.model.startswith(ONE_IMAGE_MODELS):
         return await services.providers.generate_images(request)
     single = replace(request, n=1)
+    # At the same time: one such image takes the better part of a minute.
+    answers = await asyncio.gather(
+        *(services.providers.generate_images(single) for _ in range(request.n)),
+        return_exceptions=True,
+    )
     images: list[GeneratedImage] = []
-    for _ in range(request.n):
-        images += await services.providers.generate_images(single)
+    for result in answers:
+        if isinstance(result, BaseException):
+            raise result
+        images += result
     return images
 
 
@@ -90,7 +99,7 @@ async def _generate(services: Services, request: ImageRequest) -> list[Generated
 def replies_to_photo(message: Message) -> bool:
     """Whether ``message`` replies to a photo (or an image sent as a file)."""
     target = message.reply_to_message
-    return target is not None and (bool(target.photo) or _is_image_document(target.document))
+    return target is not None and _has_image(target)
 
 
 class _RepliesToPhoto(filters.MessageFilter):
@@ -118,8 +127,8 @@ async def edit_photo(update: Update, context: BotContext, instruction: str) -> N
     message = update.effective_message
     if message is None:
         return
-    # A reply to a photo, or a photo captioned /edit.
-    target = message.reply_to_message or message
+    # A photo captioned /edit, or a reply to a photo.
+    target = message if _has_image(message) else message.reply_to_message or message
     services = context.services
     lang = lang_of(update)
     if not instruction:
@@ -152,22 +161,45 @@ PHOTO_FILTER = (filters.PHOTO | filters.Document.IMAGE) & (
 )
 """Photos the bot looks at: any in a private chat, in groups those captioned /chat or /edit."""
 
-_EDIT_CAPTION = re.compile(r"(?i)^/edit(@\w+)?(\s+|$)")
+_EDIT_CAPTION = re.compile(r"(?i)^/edit(?:@(\w+))?(?:\s+|$)")
+_ADDRESSEE = re.compile(r"^/\w+@(\w+)")
+
+
+ALBUM_WAIT_SECONDS = 1.0
+"""How long the first photo of an album waits for the others, which arrive as their own
+updates within moments."""
+
+_ALBUMS_KEY = "photo_albums"
 
 
 async def photo_message(update: Update, context: BotContext) -> None:
     """A photo captioned /edit is edited; otherwise its caption is a question for the chat
-    model, if that model can see."""
-    message = update.effective_message
-    if message is None:
+    model, if that model can see. An album is answered once, with all its photos."""
+    first = update.effective_message
+    if first is None:
         return
-    edit = _EDIT_CAPTION.match(message.caption or "")
+    album = await _album(context, first)
+    if album is None:
+        return  # another photo of the album answers for all of them
+    message = next((m for m in album if m.caption), first)
+    caption = message.caption or ""
+    addressee = _ADDRESSEE.match(caption)
+    if addressee is not None and addressee[1].lower() != (context.bot.username or "").lower():
+        return  # a command for another bot in the group
+    edit = _EDIT_CAPTION.match(caption)
     if edit is not None:
-        await edit_photo(update, context, (message.caption or "")[edit.end() :].strip())
+        await edit_photo(update, context, caption[edit.end() :].strip())
         return
-    question = photo_question(message.caption, private=message.chat.type == ChatType.PRIVATE)
-    if question is None:
-        return
+    question = photo_question(caption, private=message.chat.type == ChatType.PRIVATE)
+    if question is not None:
+        await _ask_about(update, context, message, album, question)
+
+
+async def _ask_about(
+    update: Update, context: BotContext, message: Message, album: list[Message], question: str
+) -> None:
+    """Answer ``question`` about the photos of ``album`` like a chat message, or say which
+    models could."""
     services = context.services
     lang = lang_of(update)
     model = await chosen_model(services, message.chat_id, "chat")
@@ -180,11 +212,27 @@ async def photo_message(update: Update, context: BotContext) -> None:
         await context.reply(message, refusal)
         return
     try:
-        image = await download_image(context, message)
+        images = tuple([data_url(await download_image(context, m)) for m in album])
     except InputError as exc:
         await context.reply(message, user_message(exc, lang))
         return
-    await answer(update, context, question, images=(data_url(image),))
+    await answer(update, context, question, images=images)
+
+
+async def _album(context: BotContext, message: Message) -> list[Message] | None:
+    """The photos of ``message``'s album, gathered by whichever arrived first (None for the
+    others); a photo outside an album is an album of its own."""
+    if message.media_group_id is None:
+        return [message]
+    albums: dict[tuple[int, str], list[Message]]
+    albums = context.application.bot_data.setdefault(_ALBUMS_KEY, {})
+    key = (message.chat_id, message.media_group_id)
+    if key in albums:
+        albums[key].append(message)
+        return None
+    albums[key] = [message]
+    await asyncio.sleep(ALBUM_WAIT_SECONDS)
+    return sorted(albums.pop(key), key=lambda m: m.message_id)
 
 
 # --- shared -------------------------------------------------------------------------------
@@ -357,6 +405,10 @@ def _record(images: Sequence[GeneratedImage]) -> str:
     lines = [f"[{len(images)} image{'s' if len(images) != 1 else ''}]"]
     lines += [truncate_utf16(i.revised_prompt, 1000) for i in images if i.revised_prompt]
     return "\n".join(lines)
+
+
+def _has_image(message: Message) -> bool:
+    return bool(message.photo) or _is_image_document(message.document)
 
 
 def _is_image_document(document: Document | None) -> bool:

@@ -721,9 +721,11 @@ class FakeTelegram:
         language_code: str | None = "en",
         first_name: str = "Alice",
         reply_to_message_id: int | None = None,
+        media_group_id: str | None = None,
     ) -> int:
-        """A user sends a photo (two sizes: ``thumbnail`` and ``data``), or with
-        ``as_document`` (a MIME type) an image file; returns its message_id."""
+        """A user sends a photo (two sizes: ``thumbnail`` and ``data``; part of an album
+        with ``media_group_id``), or with ``as_document`` (a MIME type) an image file;
+        returns its message_id."""
         chat_id = user_id if chat_id is None else chat_id
         if chat_type is not None:
             self._chat_types[chat_id] = chat_type
@@ -741,7 +743,8 @@ class FakeTelegram:
             )
             self._files[file_ids[0]] = thumbnail
             self._files[file_ids[1]] = data
-            photo = PhotoInfo(len(data), "user", file_ids, (len(thumbnail), len(data)), data)
+            sizes = (len(thumbnail), len(data))
+            photo = PhotoInfo(len(data), "user", file_ids, sizes, data, media_group_id)
         else:
             file_id = f"BQACUserFile{chat_id}x{message_id}"
             self._files[file_id] = data
