@@ -17,7 +17,7 @@ RENEW_SECONDS = 4.5
 
 
 class TypingIndicator:
-    """Shows "typing" in a chat until stopped."""
+    """Shows a chat action ("typing" unless told otherwise) in a chat until stopped."""
 
     def __init__(
         self,
@@ -27,7 +27,7 @@ class TypingIndicator:
         action: str = ChatAction.TYPING,
     ) -> None:
         self._bot = bot
-        # Another action (upload_photo) while something else than text is on its way.
+        # upload_photo, say, while pictures rather than text are on their way.
         self._action = action
         self._chat_id = chat_id
         self._thread_id = thread_id
