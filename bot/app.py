@@ -17,6 +17,13 @@ from bot.handlers.chat import STOP_PREFIX, chat_command, chat_message, new_comma
 from bot.handlers.context import SERVICES_KEY, BotApplication, BotContext
 from bot.handlers.errors import error_handler
 from bot.handlers.help import help_command, start_command
+from bot.handlers.images import (
+    PHOTO_FILTER,
+    REPLIES_TO_PHOTO,
+    edit_photo_command,
+    image_command,
+    photo_message,
+)
 from bot.handlers.models import MODELS_PREFIX, models_button, models_command
 from bot.handlers.persona import PERSONA_PREFIX, persona_button, persona_command
 from bot.handlers.stop import draft_stopped, is_draft_stop, stop_button_pressed
@@ -48,6 +55,12 @@ def build_application(services: Services) -> BotApplication:
     application.add_handler(CommandHandler("help", help_command))
     application.add_handler(CommandHandler("new", new_command))
     application.add_handler(CommandHandler("chat", chat_command))
+    application.add_handler(CommandHandler("image", image_command))
+    # Before any other /edit handler: only a reply to a photo is an image edit.
+    application.add_handler(
+        CommandHandler("edit", edit_photo_command, filters=filters.REPLY & REPLIES_TO_PHOTO)
+    )
+    application.add_handler(MessageHandler(PHOTO_FILTER, photo_message))
     application.add_handler(CommandHandler("persona", persona_command))
     application.add_handler(CallbackQueryHandler(persona_button, pattern=f"^{PERSONA_PREFIX}"))
     application.add_handler(CommandHandler("models", models_command))

@@ -29,6 +29,8 @@ DEFAULT_COMPLETIONS_MODEL = "gpt-3.5-turbo-instruct"
 DEFAULT_IMAGES_MODEL = "dall-e-3"
 DEFAULT_IMAGE_EDITS_MODEL = "dall-e-2"
 DEFAULT_PERSONA_PROMPT = "You are a helpful assistant."
+# The most images one /image may ask for: OpenAI's limit, and a Telegram album's size.
+MAX_IMAGES = 10
 
 WrapperStream = Literal["stream", "sse", "plain", "steamship"]
 """The chat paths of seed 000: ``/openai/chat/stream``, ``/openai/chat/sse``, ``/openai/chat``
@@ -372,8 +374,8 @@ def _check_limits(config: Config) -> None:
     if config.streaming.global_per_second <= 0:
         raise ConfigError("streaming.global_per_second", "must be positive")
     images = config.images
-    if images.max_count < 1:
-        raise ConfigError("images.max_count", "must be at least 1")
+    if not 1 <= images.max_count <= MAX_IMAGES:
+        raise ConfigError("images.max_count", f"must be between 1 and {MAX_IMAGES}")
     if not 1 <= images.count <= images.max_count:
         raise ConfigError("images.count", f"must be between 1 and max_count ({images.max_count})")
     if not re.fullmatch(r"\d+x\d+|auto", images.size):

@@ -12,6 +12,8 @@ from bot.providers.base import ChatMessage
 
 # Every message costs a few tokens of framing (role, separators) in OpenAI-style formats.
 MESSAGE_OVERHEAD_TOKENS = 4
+# OpenAI's price of a 1024x1024 image in detail; a data URL's characters are not the measure.
+IMAGE_TOKENS = 765
 # English averages about four characters a token in BPE vocabularies.
 _ASCII_CHARS_PER_TOKEN = 4
 # CJK text and other non-ASCII scripts run close to one token a character.
@@ -29,8 +31,9 @@ def estimate_tokens(text: str) -> int:
 
 
 def message_tokens(message: ChatMessage) -> int:
-    """Estimated tokens one message costs, framing included."""
-    return estimate_tokens(message.content) + MESSAGE_OVERHEAD_TOKENS
+    """Estimated tokens one message costs, framing and images included."""
+    images = IMAGE_TOKENS * len(message.images)
+    return estimate_tokens(message.content) + MESSAGE_OVERHEAD_TOKENS + images
 
 
 def build_messages(

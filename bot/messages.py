@@ -20,6 +20,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
             "/new - start a new conversation\n"
             "/persona - show or change the assistant's persona\n"
             "/models - show the models and choose this chat's\n"
+            "/image TEXT - draw a picture; /edit TEXT as a reply to a photo changes it\n"
             "/help - this help\n\n"
             "I remember the conversation until you send /new."
         ),
@@ -29,6 +30,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
             "/new - 开始新对话\n"
             "/persona - 查看或切换助手角色\n"
             "/models - 查看模型并为本聊天选择模型\n"
+            "/image 文本 - 生成图片；回复图片并发送 /edit 文本 可修改图片\n"
             "/help - 查看帮助\n\n"
             "在你发送 /new 之前，我会记住对话内容。"
         ),
@@ -167,6 +169,86 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
         "zh": "默认的 {role} 模型已恢复为配置中的 {model}。",
     },
     # /image, /edit of a photo, photos sent to the bot
+    "command.image": {"en": "Draw a picture", "zh": "生成图片"},
+    "image.usage": {
+        "en": (
+            "Describe the picture after the command, e.g. /image a red fox in the snow\n"
+            "Options before the description: --size 1024x1024, --n 2 (up to {max})."
+        ),
+        "zh": (
+            "请在命令后描述图片，例如：/image 雪地里的一只红狐狸\n"
+            "可在描述前加选项：--size 1024x1024，--n 2（最多 {max} 张）。"
+        ),
+    },
+    "image.bad_size": {
+        "en": "“{value}” is not a size. Use WIDTHxHEIGHT, e.g. --size 1024x1024 (or auto).",
+        "zh": "“{value}” 不是有效的尺寸。请用 宽x高，例如 --size 1024x1024（或 auto）。",
+    },
+    "image.bad_count": {
+        "en": "--n takes a whole number from 1 to {max}, not “{value}”.",
+        "zh": "--n 需要 1 到 {max} 之间的整数，而不是 “{value}”。",
+    },
+    "image.unknown_option": {
+        "en": "Unknown option {option}. "
+        "Put --size WIDTHxHEIGHT or --n COUNT before the description.",
+        "zh": "未知选项 {option}。请在描述前使用 --size 宽x高 或 --n 数量。",
+    },
+    "image.missing_value": {
+        "en": "{option} needs a value, e.g. --size 1024x1024 or --n 2.",
+        "zh": "{option} 需要一个值，例如 --size 1024x1024 或 --n 2。",
+    },
+    "image.revised": {"en": "Revised prompt:", "zh": "改写后的提示词："},
+    "image.rejected": {
+        "en": "The AI provider refused to draw this because of its content policy. "
+        "Try describing it differently.",
+        "zh": "AI 服务因内容安全策略拒绝生成这张图片，请换一种描述再试。",
+    },
+    "image.bad_request": {
+        "en": "The AI provider rejected the image request: the model ({model}) may not offer "
+        "this size or count. Try --size 1024x1024 --n 1.",
+        "zh": "AI 服务拒绝了图片请求：模型（{model}）可能不支持该尺寸或数量。"
+        "请试试 --size 1024x1024 --n 1。",
+    },
+    "image.send_failed": {
+        "en": "The picture was made, but Telegram would not take it. Please try again.",
+        "zh": "图片已生成，但 Telegram 未能接收，请重试。",
+    },
+    "edit.photo_usage": {
+        "en": "Write what to change after the command, e.g. /edit make the sky purple",
+        "zh": "请在命令后写上要修改的内容，例如：/edit 把天空改成紫色",
+    },
+    "edit.rejected": {
+        "en": "The AI provider refused to edit this picture because of its content policy.",
+        "zh": "AI 服务因内容安全策略拒绝修改这张图片。",
+    },
+    "edit.bad_request": {
+        "en": "The AI provider could not edit this picture with {model}. Some models take only "
+        "square PNG images: send the picture as a PNG file and reply to that.",
+        "zh": "AI 服务无法用 {model} 修改这张图片。部分模型只接受正方形 PNG 图片："
+        "请把图片作为 PNG 文件发送，再回复该文件。",
+    },
+    "photo.too_large": {
+        "en": "This picture is too large (over {limit} MB). Please send a smaller one.",
+        "zh": "图片太大（超过 {limit} MB），请发送小一些的图片。",
+    },
+    "photo.download_failed": {
+        "en": "I could not fetch the picture from Telegram. Please send it again.",
+        "zh": "无法从 Telegram 获取这张图片，请重新发送。",
+    },
+    "vision.not_capable": {
+        "en": "The current model ({model}) cannot see pictures. "
+        "Choose one that can with /models: {models}. "
+        "To change the picture instead, reply to it with /edit and what to change.",
+        "zh": "当前模型（{model}）无法识别图片。请用 /models 选择支持图片的模型：{models}。"
+        "如果想修改这张图片，请回复它并发送 /edit 和修改内容。",
+    },
+    "vision.none": {
+        "en": "The current model ({model}) cannot see pictures, and no model that can is "
+        "configured. Please tell the bot's admin. "
+        "To change the picture instead, reply to it with /edit and what to change.",
+        "zh": "当前模型（{model}）无法识别图片，且没有配置支持图片的模型。请联系机器人管理员。"
+        "如果想修改这张图片，请回复它并发送 /edit 和修改内容。",
+    },
     "note.cut": {"en": "⚠️ The answer was cut off: {reason}", "zh": "⚠️ 回答被中断：{reason}"},
     "note.interrupted": {
         "en": "⚠️ The answer was interrupted because the bot restarted.",

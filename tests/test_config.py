@@ -73,6 +73,9 @@ def test_unset_environment_variable_is_named_with_its_key_path():
         ({"personas": [{"name": "a"}]}, "personas[0].prompt"),
         ({"personas": "everyone"}, "personas"),
         ({"surprise": 1}, "surprise"),
+        ({"images": {"max_count": 11}}, "images.max_count"),
+        ({"images": {"count": 5}}, "images.count"),
+        ({"images": {"size": "big"}}, "images.size"),
     ],
 )
 def test_bad_values_are_rejected_with_their_key_path(change, path):

@@ -47,3 +47,9 @@ def test_kept_history_stays_within_the_token_budget():
     messages = build_messages("persona", history, max_messages=40, max_tokens=600)
     assert sum(message_tokens(m) for m in messages) <= 600
     assert messages[-1] == history[-1]
+
+
+def test_an_image_costs_a_fixed_estimate_not_the_length_of_its_data_url() -> None:
+    url = "data:image/png;base64," + "A" * 100_000
+    with_image = ChatMessage("user", "what is this?", (url,))
+    assert message_tokens(with_image) == message_tokens(ChatMessage("user", "what is this?")) + 765

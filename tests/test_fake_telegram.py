@@ -16,6 +16,7 @@ from telegram import (
     ChatMemberMember,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputMediaPhoto,
     MessageEntity,
 )
 from telegram.error import BadRequest, EndPointNotFound, InvalidToken, RetryAfter
@@ -204,6 +205,58 @@ async def test_deleted_message_leaves_the_chat(tg: FakeTelegram, ptb: Bot) -> No
     assert tg.message(USER, sent.message_id).deleted
     with pytest.raises(BadRequest, match=r"(?i)not found"):
         await ptb.delete_message(USER, sent.message_id)
+
+
+async def test_a_users_photo_sizes_are_downloadable_with_get_file(
+    tg: FakeTelegram, ptb: Bot
+) -> None:
+    tg.user_sends_photo(b"full size", "look", thumbnail=b"tiny")
+    (update,) = await ptb.get_updates()
+    message = update.message
+    assert message is not None
+    assert message.caption == "look"
+    small, large = message.photo
+    assert (small.file_size, large.file_size) == (4, 9)
+    assert large.width > small.width
+    file = await ptb.get_file(large.file_id)
+    assert bytes(await file.download_as_bytearray()) == b"full size"
+    with pytest.raises(BadRequest, match=r"(?i)invalid file_id"):
+        await ptb.get_file("no-such-file")
+
+
+async def test_an_image_file_from_a_user_is_a_document(tg: FakeTelegram, ptb: Bot) -> None:
+    tg.user_sends_photo(b"\x89PNG", as_document="image/png")
+    (update,) = await ptb.get_updates()
+    document = update.message.document if update.message else None
+    assert document is not None
+    assert (document.mime_type, document.file_size) == ("image/png", 4)
+    file = await ptb.get_file(document.file_id)
+    assert bytes(await file.download_as_bytearray()) == b"\x89PNG"
+
+
+async def test_an_album_of_uploads_becomes_photos_sharing_a_media_group(
+    tg: FakeTelegram, ptb: Bot
+) -> None:
+    album = [InputMediaPhoto(b"one"), InputMediaPhoto("https://images.example/two.png")]
+    sent = await ptb.send_media_group(USER, album, caption="two")
+    assert [m.caption for m in sent] == ["two", None]
+    assert sent[0].media_group_id == sent[1].media_group_id is not None
+    assert [m.message_id for m in sent] == [1, 2]
+    file = await ptb.get_file(sent[0].photo[-1].file_id)
+    assert bytes(await file.download_as_bytearray()) == b"one"
+    with pytest.raises(BadRequest, match="between 2 and 10"):
+        await ptb.send_media_group(USER, [InputMediaPhoto(b"alone")] * 11)
+
+
+async def test_a_photo_url_on_the_loopback_cannot_be_fetched_by_telegram(
+    tg: FakeTelegram, ptb: Bot
+) -> None:
+    with pytest.raises(BadRequest, match=r"(?i)failed to get http url content"):
+        await ptb.send_photo(USER, "http://127.0.0.1:9/picture.png")
+    sent = await ptb.send_photo(USER, "https://images.example/picture.png")
+    stored = tg.message(USER, sent.message_id).photo
+    assert stored is not None
+    assert stored.source == "https://images.example/picture.png"
 
 
 async def test_uploaded_photo_is_stored_with_size_and_caption(tg: FakeTelegram, ptb: Bot) -> None:

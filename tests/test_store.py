@@ -227,6 +227,31 @@ async def test_history_leaves_out_error_answers_and_empty_or_streaming_rows(
     assert [m.content for m in history] == ["q", "complete", "cut", "stopped", "interrupted"]
 
 
+async def test_history_leaves_out_turns_of_other_kinds(store: Store, engine: AsyncEngine) -> None:
+    conversation_id = await _conversation(store)
+    await store.add_user_message(
+        conversation_id, text="q", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=1
+    )
+    await _answer(store, conversation_id, "a", MessageStatus.COMPLETE)
+    await store.add_user_message(
+        conversation_id,
+        text="a red fox",
+        user_id=7,
+        telegram_chat_id=TG_CHAT,
+        telegram_message_id=2,
+        kind="image",
+    )
+    drawn = await store.start_answer(
+        conversation_id, telegram_chat_id=TG_CHAT, model="dall-e-3", kind="image"
+    )
+    await store.finish_answer(drawn, text="[1 image]", status=MessageStatus.COMPLETE)
+
+    assert [m.content for m in await store.history(conversation_id, limit=40)] == ["q", "a"]
+    async with engine.connect() as connection:
+        kinds = (await connection.scalars(select(Message.kind).order_by(Message.id))).all()
+    assert kinds == ["chat", "chat", "image", "image"]
+
+
 async def test_history_limit_counts_only_usable_messages(store: Store) -> None:
     conversation_id = await _conversation(store)
     await store.add_user_message(

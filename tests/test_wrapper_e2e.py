@@ -44,3 +44,32 @@ async def test_new_starts_a_fresh_service_conversation(telegram, wrapper, bot):
     await until(lambda: "echo: who am I?" in bot_texts(telegram))
     assert "chatcode" not in wrapper.requests[-1].json
     assert len(wrapper.conversations) == 2
+
+
+async def test_image_through_the_wrapper_service_arrives_as_a_photo(telegram, wrapper, bot):
+    telegram.user_sends("/image A cute baby sea otter")
+    await until(lambda: any(m.kind == "photo" for m in telegram.messages(42, from_bot=True)))
+    (photo,) = [m for m in telegram.messages(42, from_bot=True) if m.kind == "photo"]
+    assert photo.text == "A cute baby sea otter"
+    (request,) = wrapper.requests
+    assert request.path == "/openai/image"
+    assert request.json == {
+        "prompt": "A cute baby sea otter",
+        "n": 1,
+        "size": "1024x1024",
+        "response_format": "b64_json",
+    }
+
+
+async def test_an_image_url_from_the_wrapper_is_handed_to_telegram(
+    telegram, wrapper, start_bot, config_for
+):
+    config = config_for(
+        providers=[{"name": "wrapper", "kind": "wrapper", "base_url": wrapper.base_url}],
+        images={"response_format": "url"},
+    )
+    async with start_bot(config):
+        telegram.user_sends("/image an otter")
+        await until(lambda: any(m.kind == "photo" for m in telegram.messages(42, from_bot=True)))
+    (photo,) = [m for m in telegram.messages(42, from_bot=True) if m.kind == "photo"]
+    assert photo.photo.source == "https://images.example/generated.png"

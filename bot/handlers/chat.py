@@ -30,6 +30,7 @@ from bot.providers.service import user_tag
 from bot.storage.store import MessageStatus
 from bot.streaming.editor import StreamEditor
 from bot.streaming.typing import TypingIndicator
+from bot.vision import stored_text, with_images
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +99,13 @@ async def new_command(update: Update, context: BotContext) -> None:
     await context.reply(message, text("new_conversation", lang_of(update)))
 
 
-async def answer(update: Update, context: BotContext, prompt: str) -> None:
-    """Store the user's turn, stream the model's answer into the chat, store the answer."""
+async def answer(
+    update: Update, context: BotContext, prompt: str, images: tuple[str, ...] = ()
+) -> None:
+    """Store the user's turn, stream the model's answer into the chat, store the answer.
+
+    ``images`` (data: or https: URLs) go to the model with this turn only.
+    """
     message = update.effective_message
     assert message is not None
     services = context.services
@@ -110,10 +116,12 @@ async def answer(update: Update, context: BotContext, prompt: str) -> None:
         asyncio.get_running_loop().create_task(context.reply(message, text("queued", lang)))
     # Taken before any other await, so messages of one conversation are answered in order.
     async with services.conversations.hold(key):
-        await _answer_in_turn(update, context, prompt, lang)
+        await _answer_in_turn(update, context, prompt, lang, images)
 
 
-async def _answer_in_turn(update: Update, context: BotContext, prompt: str, lang: Lang) -> None:
+async def _answer_in_turn(
+    update: Update, context: BotContext, prompt: str, lang: Lang, images: tuple[str, ...] = ()
+) -> None:
     message = update.effective_message
     assert message is not None
     services = context.services
@@ -128,7 +136,7 @@ async def _answer_in_turn(update: Update, context: BotContext, prompt: str, lang
     )
     await store.add_user_message(
         conversation,
-        text=prompt,
+        text=stored_text(prompt, images),
         user_id=user_id,
         telegram_chat_id=chat_id,
         telegram_message_id=message.message_id,
@@ -144,6 +152,7 @@ async def _answer_in_turn(update: Update, context: BotContext, prompt: str, lang
         ),
         user=user_tag(user_id) if user_id is not None else None,
     )
+    request = with_images(request, prompt, images)
     answer_id = await store.start_answer(
         conversation, telegram_chat_id=chat_id, model=request.model
     )

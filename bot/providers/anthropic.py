@@ -11,7 +11,10 @@ The request: system messages joined into the top-level ``system``; user and assi
 in ``messages``, consecutive turns of one role merged (the API wants them alternating) and
 empty ones left out; ``max_tokens`` from the request, else the provider's ``max_tokens``,
 else ``DEFAULT_MAX_TOKENS`` (the API requires it); the ``user`` tag as
-``metadata.user_id``. The answer goes through ``SSEDecoder`` and ``AnthropicStreamParser``;
+``metadata.user_id``. A message with images becomes content blocks: an ``image`` block per
+image (a ``base64`` source for a data URL, a ``url`` source otherwise), then its text. The
+kind generates no images: ``generate_images`` and ``edit_image`` raise ``Unsupported``.
+The answer goes through ``SSEDecoder`` and ``AnthropicStreamParser``;
 timeouts, cut streams and error responses follow the same rules as every adapter
 (``bot.providers.http``).
 """
@@ -30,6 +33,7 @@ from bot.providers.anthropic_decoder import AnthropicStreamParser, parse_message
 from bot.providers.base import ChatMessage, ChatRequest, ModelInfo, Provider, StreamEvent
 from bot.providers.decoders import parse_models
 from bot.providers.http import ProviderHTTP, request_headers
+from bot.providers.images import split_data_url
 
 logger = logging.getLogger(__name__)
 
@@ -95,17 +99,50 @@ def messages_body(request: ChatRequest, *, default_max_tokens: int) -> dict[str,
     return body
 
 
-def _turns(messages: tuple[ChatMessage, ...]) -> list[dict[str, str]]:
+def _turns(messages: tuple[ChatMessage, ...]) -> list[dict[str, object]]:
     """User and assistant messages, consecutive ones of one role merged, empty ones left out."""
-    turns: list[dict[str, str]] = []
+    turns: list[dict[str, object]] = []
     for message in messages:
-        if message.role == "system" or not message.content:
+        if message.role == "system" or not (message.content or message.images):
             continue
+        content = _content(message)
         if turns and turns[-1]["role"] == message.role:
-            turns[-1]["content"] += _TURN_SEPARATOR + message.content
+            turns[-1]["content"] = _merged(turns[-1]["content"], content)
         else:
-            turns.append({"role": message.role, "content": message.content})
+            turns.append({"role": message.role, "content": content})
     return turns
+
+
+def _content(message: ChatMessage) -> str | list[dict[str, object]]:
+    """The text, or content blocks when the message has images (images first, as advised)."""
+    if not message.images:
+        return message.content
+    blocks = [_image_block(url) for url in message.images]
+    if message.content:
+        blocks.append({"type": "text", "text": message.content})
+    return blocks
+
+
+def _image_block(url: str) -> dict[str, object]:
+    """An image block: a base64 source for a data URL, a URL source otherwise."""
+    parts = split_data_url(url)
+    if parts is None:
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    media_type, data = parts
+    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+
+
+def _merged(first: object, second: object) -> object:
+    """Two turns of one role as one: texts joined, or their blocks one after the other."""
+    if isinstance(first, str) and isinstance(second, str):
+        return first + _TURN_SEPARATOR + second
+    return _blocks(first) + _blocks(second)
+
+
+def _blocks(content: object) -> list[object]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    return list(content) if isinstance(content, list) else []
 
 
 def _headers(config: ProviderConfig, accept: str) -> CIMultiDict[str]:

@@ -63,6 +63,8 @@ _BY_CODE: dict[str, type[ProviderError]] = {
     "context_length_exceeded": ContextTooLong,
     "content_policy_violation": ContentRejected,
     "content_filter": ContentRejected,
+    # GPT image models' refusal of a prompt or an input image.
+    "moderation_blocked": ContentRejected,
     "rate_limit_exceeded": RateLimited,
     "invalid_messages": BadRequest,
     "internal_error": Unavailable,
@@ -109,6 +111,8 @@ _PHRASES: tuple[tuple[str, type[ProviderError]], ...] = (
     ("prompt is too long", ContextTooLong),
     ("content management policy", ContentRejected),
     ("content_policy_violation", ContentRejected),
+    ("rejected by the safety system", ContentRejected),
+    ("rejected as a result of our safety system", ContentRejected),
     ("exceeded your current quota", QuotaError),
     ("credit balance is too low", QuotaError),
     ("rate limit", RateLimited),

@@ -225,6 +225,39 @@ class ProviderHTTP:
             raise classify_error(response.status, body, provider=self.name, secrets=self.secrets)
         return body
 
+    async def post_whole(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        body: object = None,
+        form: aiohttp.FormData | None = None,
+        limit: int = JSON_BODY_LIMIT,
+    ) -> tuple[int, object]:
+        """POST ``body`` as JSON (or ``form`` as multipart) and return the status and the
+        parsed JSON answer, at most ``limit`` bytes of it; failures raise classified."""
+        deadlines = self.deadlines()
+        if form is not None:
+            request = self._session.post(
+                url, data=form, headers=headers, timeout=self._client_timeout
+            )
+        else:
+            request = self._session.post(
+                url, json=body, headers=headers, timeout=self._client_timeout
+            )
+        response = await self._send(request, deadlines)
+        async with response:
+            await self.check(response, deadlines)
+            deadlines.received()
+            raw = await self.read_body(response, limit, deadlines.next_at)
+        try:
+            answer: object = json.loads(raw)
+        except ValueError as exc:
+            raise classify_error(
+                response.status, raw, provider=self.name, secrets=self.secrets
+            ) from exc
+        return response.status, answer
+
     async def check(self, response: aiohttp.ClientResponse, deadlines: Deadlines) -> None:
         """Raise the classified error of a response that cannot hold an answer.
 

@@ -10,6 +10,11 @@ short stream shapes, which the parser reads); ``include_usage`` asks for the usa
 final chunk with ``stream_options``; ``max_tokens`` applies when a request sets none. ``n``
 is never sent: one answer is all the bot shows, and seed 002 caps it at 1 anyway.
 
+A user message with images (vision) sends its content as parts: the text, then one
+``image_url`` part per image (``{"url": "data:..."}``, the form every seed accepts). Images
+are generated with ``POST {base_url}/images/generations`` (JSON) and edited with ``POST
+{base_url}/images/edits`` (multipart); answers may hold base64 or URLs (``bot.providers.images``).
+
 Once a finish reason was seen the answer is complete: a body that then ends, breaks or goes
 quiet without ``[DONE]`` still ends normally with exactly one ``StreamEnd``.
 """
@@ -17,15 +22,32 @@ quiet without ``[DONE]`` still ends normally with exactly one ``StreamEnd``.
 from __future__ import annotations
 
 import logging
+import mimetypes
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import aiohttp
 
 from bot.config import ProviderConfig
-from bot.providers.base import ChatRequest, ModelInfo, Provider, StreamEvent
+from bot.providers.base import (
+    ChatMessage,
+    ChatRequest,
+    GeneratedImage,
+    ImageEditRequest,
+    ImageRequest,
+    ModelInfo,
+    Provider,
+    StreamEvent,
+)
 from bot.providers.decoders import OpenAIStreamParser, parse_completion, parse_models
 from bot.providers.http import ProviderHTTP, bearer, request_headers
+from bot.providers.images import (
+    IMAGE_ANSWER_LIMIT,
+    edit_fields,
+    generation_body,
+    parse_images,
+    sniff_image,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +89,40 @@ class OpenAICompatProvider(Provider):
         body = await self._http.get_json(f"{self._base_url}/models", self._json_headers)
         return [] if body is None else parse_models(body)
 
+    async def generate_images(self, request: ImageRequest) -> list[GeneratedImage]:
+        """``POST {base_url}/images/generations``; images as bytes (base64) or URLs."""
+        url = f"{self._base_url}/images/generations"
+        logger.debug("%s: POST %s model=%s n=%d", self.name, url, request.model, request.n)
+        status, answer = await self._http.post_whole(
+            url, self._json_headers, body=generation_body(request), limit=IMAGE_ANSWER_LIMIT
+        )
+        return parse_images(answer, status=status, provider=self.name, secrets=self._http.secrets)
+
+    async def edit_image(self, request: ImageEditRequest) -> list[GeneratedImage]:
+        """``POST {base_url}/images/edits`` as multipart: the image file and the text fields."""
+        url = f"{self._base_url}/images/edits"
+        logger.debug("%s: POST %s model=%s", self.name, url, request.model)
+        # A FormData can be sent once only, and the service may call again: built per call.
+        form = aiohttp.FormData()
+        form.add_field(
+            "image",
+            request.image,
+            filename=request.filename,
+            content_type=mimetypes.guess_type(request.filename)[0] or sniff_image(request.image)[0],
+        )
+        if request.mask is not None:
+            form.add_field("mask", request.mask, filename="mask.png", content_type="image/png")
+        for name, value in edit_fields(request).items():
+            form.add_field(name, value)
+        status, answer = await self._http.post_whole(
+            url, self._json_headers, form=form, limit=IMAGE_ANSWER_LIMIT
+        )
+        return parse_images(answer, status=status, provider=self.name, secrets=self._http.secrets)
+
     def _chat_body(self, request: ChatRequest) -> dict[str, object]:
         body: dict[str, object] = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
             "stream": True,
         }
         if self._include_usage:
@@ -83,3 +135,14 @@ class OpenAICompatProvider(Provider):
         if request.temperature is not None:
             body["temperature"] = request.temperature
         return body
+
+
+def _message(message: ChatMessage) -> dict[str, object]:
+    """One message of the body; a message with images carries them as content parts."""
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, object]] = []
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    parts += [{"type": "image_url", "image_url": {"url": url}} for url in message.images]
+    return {"role": message.role, "content": parts}

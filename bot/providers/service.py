@@ -49,6 +49,7 @@ from bot.errors import (
     ProviderError,
     ProviderTimeout,
     QuotaError,
+    Unavailable,
     Unsupported,
 )
 from bot.providers.anthropic import AnthropicProvider
@@ -67,6 +68,7 @@ from bot.providers.base import (
     ToolCallDelta,
 )
 from bot.providers.catalogue import ModelCatalogue, route_order
+from bot.providers.http import describe
 from bot.providers.openai_compat import OpenAICompatProvider
 from bot.providers.wrapper import WrapperProvider
 
@@ -96,6 +98,13 @@ PROVIDER_FAULTS: tuple[type[ProviderError], ...] = (
     Unsupported,
 )
 """Errors that are the provider's problem, not the request's: another provider may serve it."""
+
+
+IMAGE_FETCH_SECONDS = 60.0
+"""How long fetching a generated image from the provider's URL may take."""
+
+IMAGE_FETCH_LIMIT = 20 * 1024 * 1024
+"""The largest image fetched from a provider's URL; Telegram takes no bigger photo anyway."""
 
 
 class _Verdict(Enum):
@@ -189,8 +198,10 @@ class ProviderService:
         health: ProviderHealth | None = None,
         backoff: float = BACKOFF_BASE,
         max_retry_wait: float = MAX_RETRY_WAIT,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._providers = list(providers)
+        self._session = session
         self.health = health or ProviderHealth()
         self._backoff = backoff
         self._max_retry_wait = max_retry_wait
@@ -200,7 +211,7 @@ class ProviderService:
     @classmethod
     def from_config(cls, config: Config, session: aiohttp.ClientSession) -> ProviderService:
         """Build an adapter for every provider in ``config`` over one shared session."""
-        return cls([(p, build_provider(p, session)) for p in config.providers])
+        return cls([(p, build_provider(p, session)) for p in config.providers], session=session)
 
     @property
     def keeps_sessions(self) -> bool:
@@ -245,6 +256,23 @@ class ProviderService:
     async def edit_image(self, request: ImageEditRequest) -> list[GeneratedImage]:
         """``request.image`` edited by the first provider that can edit images."""
         return await self._call(request.model, lambda p: p.edit_image(request))
+
+    async def fetch_image(self, url: str) -> bytes:
+        """The bytes of an image a provider answered with as a URL (for when Telegram cannot
+        fetch it itself), through the shared session; ``Unavailable`` when that fails."""
+        if self._session is None:
+            raise Unavailable(f"no HTTP session to fetch {url}")
+        try:
+            async with (
+                asyncio.timeout(IMAGE_FETCH_SECONDS),
+                self._session.get(url, raise_for_status=True) as response,
+            ):
+                data = await response.content.read(IMAGE_FETCH_LIMIT + 1)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise Unavailable(f"fetching an image: {describe(exc)}") from exc
+        if not data or len(data) > IMAGE_FETCH_LIMIT:
+            raise Unavailable(f"fetching an image: {len(data)} bytes")
+        return data
 
     async def _stream(
         self, model: str, open_stream: Callable[[Provider], AsyncIterator[StreamEvent]]

@@ -30,6 +30,11 @@ max_tokens?, temperature?}``:
   document marks every field required, ``chatcode`` included, which it also calls optional,
   so the column is not taken literally and the service's defaults apply.
 
+Images: ``POST /openai/image`` generates them (no model: the service chooses); the answer's
+``data`` is read in every shape ``bot.providers.images`` accepts. The service has no image
+edit endpoint, and its chat messages are text only: a chat request carrying images raises
+``Unsupported``, so that the service moves on to a provider that can see them.
+
 Steamship's ``/send`` has no system message: without a session the persona is folded into
 the text along with the earlier turns. Timeouts, cut streams and error responses follow the
 rules of every adapter (``bot.providers.http``); the service's error lines and bodies are
@@ -47,8 +52,18 @@ import aiohttp
 from multidict import CIMultiDict
 
 from bot.config import ProviderConfig, WrapperStream
-from bot.providers.base import ChatMessage, ChatRequest, ModelInfo, Provider, StreamEvent
+from bot.errors import Unsupported
+from bot.providers.base import (
+    ChatMessage,
+    ChatRequest,
+    GeneratedImage,
+    ImageRequest,
+    ModelInfo,
+    Provider,
+    StreamEvent,
+)
 from bot.providers.http import ProviderHTTP, bearer, request_headers
+from bot.providers.images import IMAGE_ANSWER_LIMIT, generation_body, parse_images
 from bot.providers.wrapper_decoder import (
     WrapperLineDecoder,
     WrapperModels,
@@ -71,6 +86,11 @@ CHAT_PATHS: dict[WrapperStream, str] = {
 """The path each ``wrapper_stream`` variant posts to, below the service root."""
 
 MODELS_PATH = "/openai/models"
+IMAGE_PATH = "/openai/image"
+
+DEFAULT_IMAGE_SIZE = "1024x1024"
+DEFAULT_IMAGE_FORMAT = "b64_json"
+"""Bytes rather than a link: a link from a local service is of no use to Telegram."""
 
 _ACCEPT: dict[WrapperStream, str] = {
     "stream": "application/x-ndjson, application/json;q=0.9, */*;q=0.8",
@@ -105,6 +125,10 @@ class WrapperProvider(Provider):
 
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Stream the answer to ``request``; a ``ProviderSession`` names the conversation."""
+        if any(m.images for m in request.messages):
+            # The document's messages are text only; dropping the image silently would
+            # have the model answer about a picture it never saw.
+            raise Unsupported(f"{self.name} takes no images in chat (for {request.model})")
         url = self._base_url + CHAT_PATHS[self.variant]
         if self.variant == "steamship":
             body = send_body(request)
@@ -133,6 +157,23 @@ class WrapperProvider(Provider):
         ) as events:
             async for event in events:
                 yield event
+
+    async def generate_images(self, request: ImageRequest) -> list[GeneratedImage]:
+        """``POST {base_url}/openai/image`` with ``{prompt, n, size, response_format}``.
+
+        The service picks the model itself ("官方不支持选择模型"), so none is sent; the
+        document marks every field required, so size and format get defaults when unset.
+        """
+        url = self._base_url + IMAGE_PATH
+        body = generation_body(request, with_model=False)
+        body.setdefault("size", DEFAULT_IMAGE_SIZE)
+        body.setdefault("response_format", DEFAULT_IMAGE_FORMAT)
+        body.pop("user", None)
+        logger.debug("%s: POST %s n=%d", self.name, url, request.n)
+        status, answer = await self._http.post_whole(
+            url, self._json_headers, body=body, limit=IMAGE_ANSWER_LIMIT
+        )
+        return parse_images(answer, status=status, provider=self.name, secrets=self._http.secrets)
 
     async def model_catalogue(self) -> WrapperModels:
         """``GET {base_url}/openai/models``: the models and the per-capability suggestions.

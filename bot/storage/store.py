@@ -24,6 +24,9 @@ KNOWN_CHATS = 10_000
 USER = "user"
 ASSISTANT = "assistant"
 
+CHAT_KIND = "chat"
+"""The kind of the turns that form a conversation's context; other kinds are kept as a record."""
+
 
 class MessageStatus(StrEnum):
     """Where a message stands; only an answer is ever anything but complete."""
@@ -273,11 +276,13 @@ class Store:
         user_id: int | None,
         telegram_chat_id: int,
         telegram_message_id: int | None,
+        kind: str = CHAT_KIND,
     ) -> int:
         """Store the user's turn (before the answer is asked for) and return its id."""
         message = Message(
             conversation_id=conversation_id,
             role=USER,
+            kind=kind,
             content=text,
             status=MessageStatus.COMPLETE,
             user_id=user_id,
@@ -294,11 +299,13 @@ class Store:
         telegram_chat_id: int,
         model: str,
         provider: str | None = None,
+        kind: str = CHAT_KIND,
     ) -> int:
         """Create the empty, streaming answer row and return its id."""
         message = Message(
             conversation_id=conversation_id,
             role=ASSISTANT,
+            kind=kind,
             content="",
             status=MessageStatus.STREAMING,
             telegram_chat_id=telegram_chat_id,
@@ -377,7 +384,7 @@ class Store:
         )
         query = (
             select(Message)
-            .where(Message.conversation_id == conversation_id, usable)
+            .where(Message.conversation_id == conversation_id, Message.kind == CHAT_KIND, usable)
             .order_by(Message.id.desc())
             .limit(limit)
         )

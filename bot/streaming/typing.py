@@ -17,10 +17,18 @@ RENEW_SECONDS = 4.5
 
 
 class TypingIndicator:
-    """Shows "typing" in a chat until stopped."""
+    """Shows a chat action ("typing" unless told otherwise) in a chat until stopped."""
 
-    def __init__(self, bot: Bot, chat_id: int, thread_id: int | None = None) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        chat_id: int,
+        thread_id: int | None = None,
+        action: str = ChatAction.TYPING,
+    ) -> None:
         self._bot = bot
+        # upload_photo, say, while pictures rather than text are on their way.
+        self._action = action
         self._chat_id = chat_id
         self._thread_id = thread_id
         self._task: asyncio.Task[None] | None = None
@@ -42,7 +50,7 @@ class TypingIndicator:
         while True:
             try:
                 await self._bot.send_chat_action(
-                    self._chat_id, ChatAction.TYPING, message_thread_id=self._thread_id
+                    self._chat_id, self._action, message_thread_id=self._thread_id
                 )
             except TelegramError as exc:  # cosmetic: never let it disturb the answer
                 logger.debug("typing action in chat %s failed: %s", self._chat_id, exc)

@@ -7,19 +7,25 @@
 Each chat request takes the next queued script; with none queued it gets ``p.default``,
 by default an echo of the last user message, so end-to-end tests and benchmarks need not
 script every turn.
+
+The images endpoints (``POST /v1/images/generations``, JSON, and ``POST /v1/images/edits``,
+multipart, recorded in ``RecordedRequest.form`` and ``.files``) take the next script queued
+with ``enqueue_images``; unscripted, they answer ``n`` images of ``FAKE_PNG``, as base64 or,
+when ``response_format`` is "url", as URLs of this server (``GET /files/...``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from tests.fakes.server import LoopbackServer
 
@@ -120,6 +126,44 @@ Step = (
 
 
 @dataclass(frozen=True, slots=True)
+class ImagesAnswer:
+    """A 200 answer of the images endpoints: ``{"created": 0, "data": items}``."""
+
+    items: Sequence[Mapping[str, object]]
+
+
+ImageStep = Delay | Cut | ErrorResponse | ImagesAnswer
+
+FAKE_PNG = b"\x89PNG\r\n\x1a\n" + b"fake image bytes" * 4
+"""What the unscripted images endpoints answer with: PNG-signed bytes, not a real picture."""
+
+
+def b64_item(data: bytes = FAKE_PNG, revised_prompt: str | None = None) -> dict[str, object]:
+    """An answer item holding the image as base64."""
+    item: dict[str, object] = {"b64_json": base64.b64encode(data).decode()}
+    if revised_prompt is not None:
+        item["revised_prompt"] = revised_prompt
+    return item
+
+
+def url_item(url: str, revised_prompt: str | None = None) -> dict[str, object]:
+    """An answer item pointing at the image."""
+    item: dict[str, object] = {"url": url}
+    if revised_prompt is not None:
+        item["revised_prompt"] = revised_prompt
+    return item
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedPart:
+    """A file part of a multipart request."""
+
+    filename: str | None
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class RecordedRequest:
     """One request the fake received."""
 
@@ -129,6 +173,10 @@ class RecordedRequest:
     json: Any = None
     at: float = 0.0
     """``time.monotonic()`` when the request had been read."""
+    form: dict[str, str] = field(default_factory=dict)
+    """The text fields of a multipart request."""
+    files: dict[str, UploadedPart] = field(default_factory=dict)
+    """The file parts of a multipart request, by field name."""
 
 
 DefaultScript = Sequence[Step] | Callable[[RecordedRequest], Sequence[Step]]
@@ -144,6 +192,11 @@ def echo_script(request: RecordedRequest, *, pieces: int = 3) -> list[Step]:
     body = request.json if isinstance(request.json, dict) else {}
     messages = body.get("messages") or []
     last = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+    if isinstance(last, list):
+        # Vision content parts: echo the text parts and count the images.
+        texts = [p.get("text", "") for p in last if isinstance(p, dict) and p.get("type") == "text"]
+        images = sum(isinstance(p, dict) and p.get("type") == "image_url" for p in last)
+        last = " ".join([*texts, f"[{images} image(s)]"])
     text = f"echo: {last}"
     size = -(-len(text) // pieces)
     parts = [text[i : i + size] for i in range(0, len(text), size)]
@@ -193,12 +246,18 @@ class FakeProvider(LoopbackServer):
         self.ended_at: dict[int, float] = {}
         """Index in ``requests`` -> ``time.monotonic()`` when its streamed body was complete."""
         self._scripts: deque[Sequence[Step]] = deque()
+        self._image_scripts: deque[Sequence[ImageStep]] = deque()
+        self.served_files: dict[str, bytes] = {}
+        """name -> bytes served at ``/files/<name>`` (the unscripted URL answers)."""
         self._arrived = asyncio.Condition()
 
     def add_routes(self, app: web.Application) -> None:
-        """The OpenAI chat and models endpoints."""
+        """The OpenAI chat, models and images endpoints, and the files its URLs point at."""
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/images/generations", self._images)
+        app.router.add_post("/v1/images/edits", self._images)
+        app.router.add_get("/files/{name}", self._file)
 
     @property
     def base_url(self) -> str:
@@ -234,6 +293,14 @@ class FakeProvider(LoopbackServer):
             steps.append(Done())
         self.enqueue(*steps)
 
+    def enqueue_images(self, *steps: ImageStep) -> None:
+        """Queue the response to the next images request."""
+        self._image_scripts.append(steps)
+
+    def file_url(self, name: str) -> str:
+        """The URL at which this server serves ``served_files[name]``."""
+        return f"http://127.0.0.1:{self._port}/files/{name}"
+
     def enqueue_error(
         self, status: int, body: object, *, headers: Mapping[str, str] | None = None
     ) -> None:
@@ -248,13 +315,34 @@ class FakeProvider(LoopbackServer):
 
     async def _record(self, request: web.Request) -> tuple[int, RecordedRequest]:
         """Store the request; return its index in ``requests`` and the record."""
-        raw = await request.read()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
+        form: dict[str, str] = {}
+        files: dict[str, UploadedPart] = {}
+        body: Any = None
+        if request.content_type == "multipart/form-data":
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader) or part.name is None:
+                    continue
+                data = await part.read(decode=True)
+                if part.filename is not None:
+                    content_type = part.headers.get("Content-Type", "application/octet-stream")
+                    files[part.name] = UploadedPart(part.filename, content_type, bytes(data))
+                else:
+                    form[part.name] = data.decode(part.get_charset("utf-8"))
+        else:
+            raw = await request.read()
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = None
         recorded = RecordedRequest(
-            request.method, request.path, dict(request.headers), body, time.monotonic()
+            request.method,
+            request.path,
+            dict(request.headers),
+            body,
+            time.monotonic(),
+            form,
+            files,
         )
         index = len(self.requests)
         self.requests.append(recorded)
@@ -304,6 +392,47 @@ class FakeProvider(LoopbackServer):
         await stream.write_eof()
         self.ended_at[index] = time.monotonic()
         return stream
+
+    async def _images(self, request: web.Request) -> web.StreamResponse:
+        _, recorded = await self._record(request)
+        script = (
+            self._image_scripts.popleft()
+            if self._image_scripts
+            else [ImagesAnswer(self._default_images(recorded))]
+        )
+        for step in script:
+            match step:
+                case Delay(seconds):
+                    await asyncio.sleep(seconds)
+                case Cut():
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return web.Response()
+                case ErrorResponse():
+                    return _complete(step, "")
+                case ImagesAnswer(items):
+                    return web.json_response({"created": 0, "data": [dict(i) for i in items]})
+        raise AssertionError(f"an images script must end in an answer: {script!r}")
+
+    def _default_images(self, recorded: RecordedRequest) -> list[dict[str, object]]:
+        fields: Mapping[str, object] = (
+            recorded.json if isinstance(recorded.json, dict) else recorded.form
+        )
+        count = int(str(fields.get("n", 1)))
+        if fields.get("response_format") != "url":
+            return [b64_item() for _ in range(count)]
+        items = []
+        for _ in range(count):
+            name = f"image-{len(self.served_files) + 1}.png"
+            self.served_files[name] = FAKE_PNG
+            items.append(url_item(self.file_url(name)))
+        return items
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        data = self.served_files.get(request.match_info["name"])
+        if data is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=data, content_type="image/png")
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)

@@ -15,6 +15,10 @@ can inject faults. Documented simplifications:
 * ``parse_mode`` HTML is parsed like Telegram does (text and entities come back parsed);
   Markdown and MarkdownV2 are stored verbatim, without entities or validation;
 * entities out of the text's range are rejected (Telegram is sometimes lenient about them);
+* photos sent by URL are taken as they are, except URLs of 127.0.0.1 or localhost, which
+  Telegram's servers could not fetch ("failed to get HTTP URL content"); uploaded photos
+  and files users send (``user_sends_photo``) can be downloaded with getFile at
+  ``base_file_url``; every photo has two sizes of fixed dimensions;
 * ``sendMessageDraft`` error descriptions for non-private chats and a zero draft_id are
   invented, as Telegram does not document them;
 * with a webhook set (setWebhook), updates are POSTed to it instead of served by getUpdates
@@ -92,6 +96,8 @@ METHODS = (
     "sendChatAction",
     "sendMessageDraft",
     "sendPhoto",
+    "sendMediaGroup",
+    "getFile",
     "deleteMessage",
     "answerCallbackQuery",
     "getChat",
@@ -119,7 +125,7 @@ _BOOL_PARAMS = word_set(
 _JSON_PARAMS = word_set(
     """
     entities caption_entities reply_markup commands scope allowed_updates reply_parameters
-    link_preview_options message_ids suggested_post_parameters
+    link_preview_options message_ids suggested_post_parameters media
     """
 )
 
@@ -194,6 +200,11 @@ class PhotoInfo:
     size: int | None
     source: str
     file_ids: tuple[str, ...]
+    file_sizes: tuple[int, ...] = ()
+    """The size of each of ``file_ids`` when they differ (a user's photo); else ``size``."""
+    data: bytes | None = field(default=None, repr=False, compare=False)
+    """The uploaded bytes (of the largest size), when the photo was uploaded."""
+    media_group_id: str | None = None
 
 
 @dataclass
@@ -203,12 +214,13 @@ class SentMessage:
     chat_id: int
     message_id: int
     from_user_id: int
-    kind: Literal["text", "photo"]
+    kind: Literal["text", "photo", "document"]
     date: int
     versions: list[MessageVersion]
     message_thread_id: int | None = None
     reply_to_message_id: int | None = None
     photo: PhotoInfo | None = None
+    document: JSONDict | None = None
     edit_date: int | None = None
     deleted: bool = False
 
@@ -270,6 +282,7 @@ class FloodLimits:
     global_burst: int = 30
     counted_methods: frozenset[str] = word_set(
         "sendMessage editMessageText editMessageReplyMarkup sendPhoto sendMessageDraft"
+        " sendMediaGroup"
     )
 
 
@@ -396,6 +409,11 @@ class FakeTelegram:
         self._callback_ids = itertools.count(7_000_000_001)
         self._injections: list[_Injection] = []
         self._webhook: WebhookDeliverer | None = None
+        self._files: dict[str, bytes] = {}
+        """file_id -> the bytes getFile hands out."""
+        self._file_paths: dict[str, str] = {}
+        """file_path -> file_id, for downloads at ``base_file_url``."""
+        self._media_group_ids = itertools.count(13_000_000_000_000_001)
         self._handlers: dict[str, Callable[[JSONDict], Any]] = {
             "getMe": lambda _params: self.bot_user,
             "deleteWebhook": self._delete_webhook,
@@ -410,6 +428,8 @@ class FakeTelegram:
             "sendChatAction": self._send_chat_action,
             "sendMessageDraft": self._send_message_draft,
             "sendPhoto": self._send_photo,
+            "sendMediaGroup": self._send_media_group,
+            "getFile": self._get_file,
             "deleteMessage": self._delete_message,
             "answerCallbackQuery": self._answer_callback_query,
             "getChat": self._get_chat,
@@ -707,6 +727,72 @@ class FakeTelegram:
         self.push_update({"message": self._message_json(message)})
         return message.message_id
 
+    def user_sends_photo(
+        self,
+        data: bytes,
+        caption: str | None = None,
+        *,
+        thumbnail: bytes = b"thumbnail",
+        as_document: str | None = None,
+        user_id: int = 42,
+        chat_id: int | None = None,
+        chat_type: str | None = None,
+        language_code: str | None = "en",
+        first_name: str = "Alice",
+        reply_to_message_id: int | None = None,
+        media_group_id: str | None = None,
+    ) -> int:
+        """A user sends a photo (two sizes: ``thumbnail`` and ``data``; part of an album
+        with ``media_group_id``), or with ``as_document`` (a MIME type) an image file;
+        returns its message_id."""
+        chat_id = user_id if chat_id is None else chat_id
+        if chat_type is not None:
+            self._chat_types[chat_id] = chat_type
+        self._remember_user(user_id, first_name, None, language_code)
+        entities: list[Entity] = []
+        if caption and (command := _LEADING_COMMAND.match(caption)):
+            entities.append({"type": "bot_command", "offset": 0, "length": utf16_len(command[0])})
+        message_id = self._next_message_id.get(chat_id, 1)
+        photo: PhotoInfo | None = None
+        document: JSONDict | None = None
+        if as_document is None:
+            file_ids = (
+                f"AgACUserPhoto{chat_id}x{message_id}x0",
+                f"AgACUserPhoto{chat_id}x{message_id}x1",
+            )
+            self._files[file_ids[0]] = thumbnail
+            self._files[file_ids[1]] = data
+            sizes = (len(thumbnail), len(data))
+            photo = PhotoInfo(len(data), "user", file_ids, sizes, data, media_group_id)
+        else:
+            file_id = f"BQACUserFile{chat_id}x{message_id}"
+            self._files[file_id] = data
+            document = {
+                "file_id": file_id,
+                "file_unique_id": file_id[-12:],
+                "file_name": "picture." + as_document.rpartition("/")[2],
+                "mime_type": as_document,
+                "file_size": len(data),
+            }
+        message = self._store_message(
+            chat_id,
+            from_user_id=user_id,
+            kind="photo" if document is None else "document",
+            text=caption or "",
+            entities=entities,
+            reply_markup=None,
+            message_thread_id=None,
+            reply_to_message_id=reply_to_message_id,
+            photo=photo,
+        )
+        message.document = document
+        self.push_update({"message": self._message_json(message)})
+        return message.message_id
+
+    def file_data(self, file_id: str) -> bytes | None:
+        """The bytes stored under ``file_id``, if any."""
+        return self._files.get(file_id)
+
     def user_presses(
         self,
         callback_data: str,
@@ -765,9 +851,12 @@ class FakeTelegram:
         return self._answer(method, params, at, result=result)
 
     async def _handle_file(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"ok": False, "error_code": 404, "description": "Not Found"}, status=404
-        )
+        file_id = self._file_paths.get(request.match_info["path"])
+        if request.match_info["token"] != self.token or file_id is None:
+            return web.json_response(
+                {"ok": False, "error_code": 404, "description": "Not Found"}, status=404
+            )
+        return web.Response(body=self._files[file_id], content_type="application/octet-stream")
 
     def _answer(
         self,
@@ -980,20 +1069,10 @@ class FakeTelegram:
         photo = params.get("photo")
         if isinstance(photo, str) and photo.startswith("attach://"):
             photo = params.get(photo.removeprefix("attach://"))
-        if isinstance(photo, UploadedFile):
-            if photo.size == 0:
-                raise _bad_request("file must be non-empty")
-            size: int | None = photo.size
-            source = photo.filename or photo.name
-        elif isinstance(photo, str) and photo:
-            size, source = None, photo
-        else:
-            raise _bad_request("there is no photo in the request")
         caption, entities = _formatted(params, "caption", "caption_entities")
         if utf16_len(caption) > MAX_CAPTION_LENGTH:
             raise _bad_request("message caption is too long")
-        message_id = self._next_message_id.get(chat_id, 1)
-        file_ids = tuple(f"AgACAgFake{chat_id}x{message_id}x{i}" for i in range(2))
+        info = self._photo_info(chat_id, photo)
         message = self._store_message(
             chat_id,
             from_user_id=BOT_ID,
@@ -1003,9 +1082,89 @@ class FakeTelegram:
             reply_markup=_inline_markup(params),
             message_thread_id=params.get("message_thread_id"),
             reply_to_message_id=self._reply_target(chat_id, params),
-            photo=PhotoInfo(size, source, file_ids),
+            photo=info,
         )
         return self._message_json(message)
+
+    def _photo_info(
+        self, chat_id: int, photo: object, media_group_id: str | None = None
+    ) -> PhotoInfo:
+        """Check a photo parameter (an upload, a URL or a file_id) and describe it."""
+        data: bytes | None = None
+        if isinstance(photo, UploadedFile):
+            if photo.size == 0:
+                raise _bad_request("file must be non-empty")
+            size: int | None = photo.size
+            source = photo.filename or photo.name
+            data = photo.data
+        elif isinstance(photo, str) and photo:
+            if re.match(r"https?://(127\.|localhost[:/])", photo):
+                raise _bad_request("failed to get HTTP URL content")
+            size, source = None, photo
+        else:
+            raise _bad_request("there is no photo in the request")
+        message_id = self._next_message_id.get(chat_id, 1)
+        file_ids = tuple(f"AgACAgFake{chat_id}x{message_id}x{i}" for i in range(2))
+        if data is not None:
+            for file_id in file_ids:
+                self._files[file_id] = data
+        elif source in self._files:
+            for file_id in file_ids:
+                self._files[file_id] = self._files[source]
+        return PhotoInfo(size, source, file_ids, data=data, media_group_id=media_group_id)
+
+    def _send_media_group(self, params: JSONDict) -> list[JSONDict]:
+        chat_id = self._chat_id(params)
+        media = params.get("media")
+        if not isinstance(media, list) or not 2 <= len(media) <= 10:
+            raise _bad_request("wrong number of media specified; must be between 2 and 10")
+        reply_to = self._reply_target(chat_id, params)
+        group_id = str(next(self._media_group_ids))
+        checked: list[tuple[PhotoInfo, str, list[Entity]]] = []
+        for item in media:
+            if not isinstance(item, dict) or item.get("type") != "photo":
+                raise _bad_request("the fake supports albums of photos only")
+            photo = item.get("media")
+            if isinstance(photo, str) and photo.startswith("attach://"):
+                photo = params.get(photo.removeprefix("attach://"))
+            caption, entities = _formatted(item, "caption", "caption_entities")
+            if utf16_len(caption) > MAX_CAPTION_LENGTH:
+                raise _bad_request("message caption is too long")
+            # Message ids are handed out in order, so each item's id is known in advance.
+            info = self._photo_info(chat_id, photo, group_id)
+            self._next_message_id[chat_id] = self._next_message_id.get(chat_id, 1) + 1
+            checked.append((info, caption, entities))
+        self._next_message_id[chat_id] -= len(checked)
+        sent = [
+            self._store_message(
+                chat_id,
+                from_user_id=BOT_ID,
+                kind="photo",
+                text=caption,
+                entities=entities,
+                reply_markup=None,
+                message_thread_id=params.get("message_thread_id"),
+                reply_to_message_id=reply_to,
+                photo=info,
+            )
+            for info, caption, entities in checked
+        ]
+        return [self._message_json(message) for message in sent]
+
+    def _get_file(self, params: JSONDict) -> JSONDict:
+        file_id = params.get("file_id")
+        if not isinstance(file_id, str) or file_id not in self._files:
+            raise _bad_request("invalid file_id")
+        path = next((p for p, f in self._file_paths.items() if f == file_id), None)
+        if path is None:
+            path = f"photos/file_{len(self._file_paths)}.jpg"
+            self._file_paths[path] = file_id
+        return {
+            "file_id": file_id,
+            "file_unique_id": file_id[-12:],
+            "file_size": len(self._files[file_id]),
+            "file_path": path,
+        }
 
     def _send_message_draft(self, params: JSONDict) -> bool:
         chat_id = self._chat_id(params)
@@ -1115,7 +1274,7 @@ class FakeTelegram:
         chat_id: int,
         *,
         from_user_id: int,
-        kind: Literal["text", "photo"],
+        kind: Literal["text", "photo", "document"],
         text: str,
         entities: list[Entity],
         reply_markup: JSONDict | None,
@@ -1191,8 +1350,13 @@ class FakeTelegram:
             if message.entities:
                 data["entities"] = message.entities
         else:
-            assert message.photo is not None
-            data["photo"] = _photo_sizes(message.photo)
+            if message.document is not None:
+                data["document"] = dict(message.document)
+            else:
+                assert message.photo is not None
+                data["photo"] = _photo_sizes(message.photo)
+                if message.photo.media_group_id is not None:
+                    data["media_group_id"] = message.photo.media_group_id
             if message.text:
                 data["caption"] = message.text
             if message.entities:
@@ -1326,15 +1490,18 @@ def _inline_markup(params: JSONDict) -> JSONDict | None:
 def _photo_sizes(photo: PhotoInfo) -> list[JSONDict]:
     # Fixed dimensions: the fake does not decode images.
     sizes: Iterable[tuple[int, int]] = ((90, 90), (800, 800))
+    file_sizes = photo.file_sizes or (photo.size,) * len(photo.file_ids)
     return [
         {
             "file_id": file_id,
             "file_unique_id": file_id[-12:],
             "width": width,
             "height": height,
-            **({"file_size": photo.size} if photo.size is not None else {}),
+            **({"file_size": file_size} if file_size is not None else {}),
         }
-        for file_id, (width, height) in zip(photo.file_ids, sizes, strict=True)
+        for file_id, (width, height), file_size in zip(
+            photo.file_ids, sizes, file_sizes, strict=True
+        )
     ]
 
 

@@ -16,6 +16,11 @@ fake never gave) starts a conversation under a new chatcode, with ``initMessage`
 newest user message, followed by the chatcode. ``/send`` keeps ``files`` the same way by
 ``fileId``. ``Delay``, ``At``, ``Raw``, ``Cut`` and ``ErrorResponse`` steps work as in
 ``FakeProvider``.
+
+``POST /openai/image`` takes the next script queued with ``enqueue_image``: an ``ImageReply``
+(``{code: 0, data, message}``, ``data`` as given) or an ``ErrorResponse``. The document shows
+no answer, so unscripted requests get ``data`` as a list of OpenAI-like items, ``n`` of them,
+base64 or (``response_format: "url"``) links.
 """
 
 from __future__ import annotations
@@ -31,7 +36,16 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.fakes.provider import At, Cut, Delay, ErrorResponse, Raw, RecordedRequest
+from tests.fakes.provider import (
+    At,
+    Cut,
+    Delay,
+    ErrorResponse,
+    Raw,
+    RecordedRequest,
+    b64_item,
+    url_item,
+)
 from tests.fakes.server import LoopbackServer
 
 
@@ -83,6 +97,13 @@ class SendAnswer:
 
     text: str
     file_id: str = "xxx"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageReply:
+    """``POST /openai/image``'s answer: ``{"code": 0, "data": data, "message": "响应成功"}``."""
+
+    data: object
 
 
 WrapperStep = (
@@ -181,6 +202,7 @@ class FakeWrapper(LoopbackServer):
         self.files: dict[str, list[str]] = {}
         """Steamship fileId -> the texts sent and answered in that conversation."""
         self._scripts: deque[Sequence[WrapperStep]] = deque()
+        self._image_scripts: deque[ImageReply | ErrorResponse] = deque()
         self._arrived = asyncio.Condition()
 
     def add_routes(self, app: web.Application) -> None:
@@ -190,6 +212,7 @@ class FakeWrapper(LoopbackServer):
         app.router.add_post("/openai/chat", self._plain)
         app.router.add_post("/send", self._send)
         app.router.add_get("/openai/models", self._models)
+        app.router.add_post("/openai/image", self._image)
 
     @property
     def base_url(self) -> str:
@@ -204,6 +227,10 @@ class FakeWrapper(LoopbackServer):
     def enqueue(self, *steps: WrapperStep) -> None:
         """Queue the response to the next chat or send request."""
         self._scripts.append(steps)
+
+    def enqueue_image(self, step: ImageReply | ErrorResponse) -> None:
+        """Queue the response to the next ``/openai/image`` request."""
+        self._image_scripts.append(step)
 
     async def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[RecordedRequest]:
         """Wait until at least ``n`` requests arrived; return them all."""
@@ -270,6 +297,21 @@ class FakeWrapper(LoopbackServer):
         else:
             script = self.echo_chat(recorded.json, route)
         return await self._play(request, script, route, recorded.at)
+
+    async def _image(self, request: web.Request) -> web.StreamResponse:
+        recorded = await self._record(request)
+        step = self._image_scripts.popleft() if self._image_scripts else None
+        if isinstance(step, ErrorResponse):
+            return _response(step)
+        if step is None:
+            fields = recorded.json if isinstance(recorded.json, dict) else {}
+            count = int(fields.get("n", 1))
+            if fields.get("response_format") == "url":
+                item = url_item("https://images.example/generated.png")
+            else:
+                item = b64_item()
+            step = ImageReply([item] * count)
+        return web.json_response({"code": 0, "data": step.data, "message": "响应成功"})
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)

@@ -1,0 +1,411 @@
+"""Images in and out: /image, /edit as a reply to a photo, and photos sent to the bot."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from telegram import Document, InputMediaPhoto, Message, PhotoSize, Update
+from telegram.constants import ChatAction, ChatType
+from telegram.error import RetryAfter, TelegramError
+from telegram.ext import filters
+
+from bot.errors import BadRequest, ContentRejected, InputError, ProviderError
+from bot.handlers.chat import answer, command_argument, conversation_key, lang_of
+from bot.handlers.context import BotContext
+from bot.image_options import image_caption, parse_image_command, truncate_utf16
+from bot.messages import Lang, text, user_message
+from bot.model_choice import effective_model
+from bot.personas import chat_persona
+from bot.providers.base import GeneratedImage, ImageEditRequest, ImageRequest
+from bot.providers.images import data_url, sniff_image
+from bot.providers.service import user_tag
+from bot.services import Services
+from bot.storage.store import MessageStatus
+from bot.streaming.typing import TypingIndicator
+from bot.vision import MAX_IMAGE_BYTES, photo_question, pick_photo_size
+
+logger = logging.getLogger(__name__)
+
+IMAGE_KIND = "image"
+IMAGE_EDIT_KIND = "image_edit"
+"""The stored kind of /image and photo /edit turns: kept for the record, not as context."""
+
+ONE_IMAGE_MODELS = ("dall-e-3",)
+"""Models that make one image per request (n must be 1): n images are n requests."""
+
+# --- /image ----------------------------------------------------------------------------------
+
+
+async def image_command(update: Update, context: BotContext) -> None:
+    """``/image [--size WxH] [--n N] PROMPT``: generate images and send them as photos."""
+    message = update.effective_message
+    if message is None:
+        return
+    services = context.services
+    lang = lang_of(update)
+    try:
+        options = parse_image_command(command_argument(message), services.config.images)
+    except InputError as exc:
+        await context.reply(message, user_message(exc, lang))
+        return
+    model = await effective_model(services, message.chat_id, "images")
+    request = ImageRequest(
+        model=model,
+        prompt=options.prompt,
+        n=options.n,
+        size=options.size,
+        response_format=services.config.images.response_format,
+        user=_user(update),
+    )
+    job = _Job(IMAGE_KIND, options.prompt, model, "image", lambda: _generate(services, request))
+    await _produce(update, context, job, lang)
+
+
+async def _generate(services: Services, request: ImageRequest) -> list[GeneratedImage]:
+    """``request``'s images; a model that makes one per request is asked ``n`` times."""
+    if request.n == 1 or not request.model.startswith(ONE_IMAGE_MODELS):
+        return await services.providers.generate_images(request)
+    single = replace(request, n=1)
+    # At the same time: one such image takes the better part of a minute.
+    answers = await asyncio.gather(
+        *(services.providers.generate_images(single) for _ in range(request.n)),
+        return_exceptions=True,
+    )
+    images: list[GeneratedImage] = []
+    for result in answers:
+        if isinstance(result, BaseException):
+            raise result
+        images += result
+    return images
+
+
+# --- /edit as a reply to a photo ---------------------------------------------------------------
+
+
+def replies_to_photo(message: Message) -> bool:
+    """Whether ``message`` replies to a photo (or an image sent as a file)."""
+    target = message.reply_to_message
+    return target is not None and _has_image(target)
+
+
+class _RepliesToPhoto(filters.MessageFilter):
+    """Lets /edit through to ``edit_photo_command`` only as a reply to a photo."""
+
+    def filter(self, message: Message) -> bool:
+        return replies_to_photo(message)
+
+
+REPLIES_TO_PHOTO = _RepliesToPhoto(name="replies_to_photo")
+"""The filter of the photo /edit handler, registered before any other /edit handler."""
+
+
+async def edit_photo_command(update: Update, context: BotContext) -> None:
+    """``/edit INSTRUCTION`` as a reply to a photo."""
+    message = update.effective_message
+    if message is None:
+        return
+    await edit_photo(update, context, command_argument(message))
+
+
+async def edit_photo(update: Update, context: BotContext, instruction: str) -> None:
+    """Edit the photo ``update``'s message replies to (or carries) as ``instruction`` says;
+    reply with the edited image."""
+    message = update.effective_message
+    if message is None:
+        return
+    # A photo captioned /edit, or a reply to a photo.
+    target = message if _has_image(message) else message.reply_to_message or message
+    services = context.services
+    lang = lang_of(update)
+    if not instruction:
+        await context.reply(message, text("edit.photo_usage", lang))
+        return
+    try:
+        image = await download_image(context, target)
+    except InputError as exc:
+        await context.reply(message, user_message(exc, lang))
+        return
+    model = await effective_model(services, message.chat_id, "image_edits")
+    request = ImageEditRequest(
+        model=model,
+        prompt=instruction,
+        image=image,
+        filename=f"image.{sniff_image(image)[1]}",
+        response_format=services.config.images.response_format,
+        user=_user(update),
+    )
+    job = _Job(
+        IMAGE_EDIT_KIND, instruction, model, "edit", lambda: services.providers.edit_image(request)
+    )
+    await _produce(update, context, job, lang)
+
+
+# --- photos sent to the bot ------------------------------------------------------------------
+
+PHOTO_FILTER = (filters.PHOTO | filters.Document.IMAGE) & (
+    filters.ChatType.PRIVATE | filters.CaptionRegex(r"(?i)^/(chat|edit)(@\w+)?(\s|$)")
+)
+"""Photos the bot looks at: any in a private chat, in groups those captioned /chat or /edit."""
+
+_EDIT_CAPTION = re.compile(r"(?i)^/edit(?:@(\w+))?(?:\s+|$)")
+_ADDRESSEE = re.compile(r"^/\w+@(\w+)")
+
+
+ALBUM_WAIT_SECONDS = 1.0
+"""How long the first photo of an album waits for the others, which arrive as their own
+updates within moments."""
+
+_ALBUMS_KEY = "photo_albums"
+
+
+async def photo_message(update: Update, context: BotContext) -> None:
+    """A photo captioned /edit is edited; otherwise its caption is a question for the chat
+    model, if that model can see. An album is answered once, with all its photos."""
+    first = update.effective_message
+    if first is None:
+        return
+    album = await _album(context, first)
+    if album is None:
+        return  # another photo of the album answers for all of them
+    message = next((m for m in album if m.caption), first)
+    caption = message.caption or ""
+    addressee = _ADDRESSEE.match(caption)
+    if addressee is not None and addressee[1].lower() != (context.bot.username or "").lower():
+        return  # a command for another bot in the group
+    edit = _EDIT_CAPTION.match(caption)
+    if edit is not None:
+        await edit_photo(update, context, caption[edit.end() :].strip())
+        return
+    question = photo_question(caption, private=message.chat.type == ChatType.PRIVATE)
+    if question is not None:
+        await _ask_about(update, context, message, album, question)
+
+
+async def _ask_about(
+    update: Update, context: BotContext, message: Message, album: list[Message], question: str
+) -> None:
+    """Answer ``question`` about the photos of ``album`` like a chat message, or say which
+    models could."""
+    services = context.services
+    lang = lang_of(update)
+    model = await effective_model(services, message.chat_id, "chat")
+    vision = services.config.models.vision
+    if model not in vision:
+        if vision:
+            refusal = text("vision.not_capable", lang, model=model, models=", ".join(vision))
+        else:
+            refusal = text("vision.none", lang, model=model)
+        await context.reply(message, refusal)
+        return
+    try:
+        images = tuple([data_url(await download_image(context, m)) for m in album])
+    except InputError as exc:
+        await context.reply(message, user_message(exc, lang))
+        return
+    await answer(update, context, question, images=images)
+
+
+async def _album(context: BotContext, message: Message) -> list[Message] | None:
+    """The photos of ``message``'s album, gathered by whichever arrived first (None for the
+    others); a photo outside an album is an album of its own."""
+    if message.media_group_id is None:
+        return [message]
+    albums: dict[tuple[int, str], list[Message]]
+    albums = context.application.bot_data.setdefault(_ALBUMS_KEY, {})
+    key = (message.chat_id, message.media_group_id)
+    if key in albums:
+        albums[key].append(message)
+        return None
+    albums[key] = [message]
+    await asyncio.sleep(ALBUM_WAIT_SECONDS)
+    return sorted(albums.pop(key), key=lambda m: m.message_id)
+
+
+# --- shared -------------------------------------------------------------------------------
+
+
+async def download_image(context: BotContext, message: Message) -> bytes:
+    """The bytes of the photo (its largest size within the limit) or image file of
+    ``message``; ``InputError`` when it is too large or Telegram will not hand it out."""
+    limit_mb = MAX_IMAGE_BYTES // (1024 * 1024)
+    source: PhotoSize | Document | None
+    if message.photo:
+        source = pick_photo_size(message.photo)
+    elif _is_image_document(message.document):
+        source = message.document
+        if source is not None and (source.file_size or 0) > MAX_IMAGE_BYTES:
+            source = None
+    else:
+        raise InputError("photo.download_failed")
+    if source is None:
+        raise InputError("photo.too_large", limit=limit_mb)
+    try:
+        file = await context.bot.get_file(source.file_id)
+        data = bytes(await file.download_as_bytearray())
+    except TelegramError as exc:
+        logger.warning("could not download file %s: %s", source.file_id, exc)
+        raise InputError("photo.download_failed") from exc
+    if not data:
+        raise InputError("photo.download_failed")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise InputError("photo.too_large", limit=limit_mb)
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One request for images and how to speak of it."""
+
+    kind: str
+    prompt: str
+    model: str
+    messages: Literal["image", "edit"]
+    """The catalogue prefix of its refusals: ``image.*`` or ``edit.*``."""
+    make: Callable[[], Awaitable[list[GeneratedImage]]]
+
+
+async def _produce(update: Update, context: BotContext, job: _Job, lang: Lang) -> None:
+    """Store the request, show upload_photo while the provider works, send the images as
+    photos replying to the command, and store what became of it."""
+    message = update.effective_message
+    assert message is not None
+    services = context.services
+    store = services.store
+    chat_id, thread_id = conversation_key(message)
+    await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang)
+    persona = await chat_persona(services.config, store, chat_id)
+    conversation = await store.active_conversation(
+        chat_id, persona=persona.name, thread_id=thread_id
+    )
+    user = update.effective_user
+    await store.add_user_message(
+        conversation,
+        text=job.prompt,
+        user_id=user.id if user else None,
+        telegram_chat_id=chat_id,
+        telegram_message_id=message.message_id,
+        kind=job.kind,
+    )
+    answer_id = await store.start_answer(
+        conversation, telegram_chat_id=chat_id, model=job.model, kind=job.kind
+    )
+    uploading = TypingIndicator(context.bot, chat_id, thread_id, action=ChatAction.UPLOAD_PHOTO)
+    uploading.start()
+    try:
+        images = await job.make()
+    except ProviderError as exc:
+        logger.warning("%s %s failed: %s (%s)", job.kind, answer_id, exc.kind, exc.detail)
+        await uploading.stop()
+        await context.reply(message, _refusal(exc, job, lang))
+        await store.finish_answer(
+            answer_id, text="", status=MessageStatus.ERROR, error_kind=exc.kind.value
+        )
+        return
+    try:
+        revised = next((i.revised_prompt for i in images if i.revised_prompt), None)
+        caption = image_caption(job.prompt, revised, text("image.revised", lang))
+        sent = await _send_images(services, message, images, caption)
+    finally:
+        await uploading.stop()
+    if sent is None:
+        await context.reply(message, text("image.send_failed", lang))
+    await store.finish_answer(
+        answer_id,
+        text=_record(images),
+        status=MessageStatus.COMPLETE if sent else MessageStatus.ERROR,
+        telegram_message_ids=sent or (),
+        error_kind=None if sent else "telegram",
+    )
+
+
+def _refusal(exc: ProviderError, job: _Job, lang: Lang) -> str:
+    """Words for a failed image request; refusals and rejected options get their own."""
+    if isinstance(exc, ContentRejected):
+        return text(f"{job.messages}.rejected", lang)
+    if isinstance(exc, BadRequest):
+        return text(f"{job.messages}.bad_request", lang, model=job.model)
+    return user_message(exc, lang)
+
+
+async def _send_images(
+    services: Services, message: Message, images: Sequence[GeneratedImage], caption: str
+) -> list[int] | None:
+    """Send ``images`` as one photo or an album replying to ``message``; the message ids,
+    or None when Telegram took them neither by URL nor as uploads."""
+    try:
+        return await _send(services, message, images, caption)
+    except RetryAfter:
+        raise
+    except TelegramError as exc:
+        if all(image.data is not None for image in images):
+            logger.warning("Telegram refused the images: %s", exc)
+            return None
+        # Telegram fetches photo URLs itself and cannot reach every host (a provider on a
+        # private network, an expired link): fetch them here and upload the bytes.
+        logger.info("Telegram could not take the image URLs (%s); uploading them", exc)
+    try:
+        fetched = [await _with_bytes(services, image) for image in images]
+        return await _send(services, message, fetched, caption)
+    except (ProviderError, TelegramError) as exc:
+        logger.warning("could not deliver the images: %s", exc)
+        return None
+
+
+async def _with_bytes(services: Services, image: GeneratedImage) -> GeneratedImage:
+    if image.data is not None or image.url is None:
+        return image
+    return replace(image, data=await services.providers.fetch_image(image.url))
+
+
+async def _send(
+    services: Services, message: Message, images: Sequence[GeneratedImage], caption: str
+) -> list[int]:
+    """One photo, or an album (2 to 10, as ``images.max_count`` allows) captioned on its first."""
+    sources = [_source(image) for image in images]
+    if len(sources) == 1:
+        photo = await services.outbox.call(
+            message.chat_id,
+            lambda: message.reply_photo(sources[0], caption=caption, do_quote=True),
+            must_deliver=True,
+        )
+        return [photo.message_id] if photo is not None else []
+    media = [InputMediaPhoto(source) for source in sources]
+    album = await services.outbox.call(
+        message.chat_id,
+        lambda: message.reply_media_group(media, caption=caption, do_quote=True),
+        must_deliver=True,
+    )
+    return [m.message_id for m in album or ()]
+
+
+def _source(image: GeneratedImage) -> bytes | str:
+    """What Telegram is given: the bytes when we have them, else the URL to fetch."""
+    if image.data is not None:
+        return image.data
+    assert image.url is not None, "an image has bytes or a URL"
+    return image.url
+
+
+def _record(images: Sequence[GeneratedImage]) -> str:
+    """What the stored answer says of the images: how many, and any revised prompt."""
+    lines = [f"[{len(images)} image{'s' if len(images) != 1 else ''}]"]
+    lines += [truncate_utf16(i.revised_prompt, 1000) for i in images if i.revised_prompt]
+    return "\n".join(lines)
+
+
+def _has_image(message: Message) -> bool:
+    return bool(message.photo) or _is_image_document(message.document)
+
+
+def _is_image_document(document: Document | None) -> bool:
+    return document is not None and (document.mime_type or "").startswith("image/")
+
+
+def _user(update: Update) -> str | None:
+    user = update.effective_user
+    return user_tag(user.id) if user is not None else None
