@@ -86,11 +86,22 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def openai_for(
-    session: aiohttp.ClientSession, base_url: str, **options: object
+    session: aiohttp.ClientSession,
+    base_url: str,
+    *,
+    max_tokens: int | None = None,
+    include_usage: bool = False,
+    reduce_stream: bool = False,
 ) -> OpenAICompatProvider:
     config = ProviderConfig(
-        name="fake", base_url=base_url, api_key=API_KEY, timeouts=FAST, **options
-    )  # type: ignore[arg-type]
+        name="fake",
+        base_url=base_url,
+        api_key=API_KEY,
+        timeouts=FAST,
+        max_tokens=max_tokens,
+        include_usage=include_usage,
+        reduce_stream=reduce_stream,
+    )
     return OpenAICompatProvider(config, session)
 
 
