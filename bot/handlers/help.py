@@ -8,7 +8,7 @@ from bot.handlers.context import BotContext
 from bot.messages import CATALOGUE, Lang, language_of, text
 
 # The commands in the order Telegram's menu shows them.
-MENU_COMMANDS = ("chat", "new", "persona", "help")
+MENU_COMMANDS = ("chat", "new", "retry", "edit", "complete", "persona", "help")
 
 
 def menu(lang: Lang) -> list[BotCommand]:

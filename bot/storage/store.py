@@ -534,8 +534,11 @@ async def _update(session: AsyncSession, statement: Update) -> int:
 
 async def _drop_stale_session(session: AsyncSession, message_id: int, provider: str) -> None:
     """Clear the provider session of the answer's conversation unless ``provider`` owns it."""
+    # Completions and edits are not part of the conversation a provider keeps.
     conversation_id = (
-        select(Message.conversation_id).where(Message.id == message_id).scalar_subquery()
+        select(Message.conversation_id)
+        .where(Message.id == message_id, Message.kind == MessageKind.CHAT)
+        .scalar_subquery()
     )
     await session.execute(
         update(Conversation)
