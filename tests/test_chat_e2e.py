@@ -8,6 +8,7 @@ from itertools import pairwise
 import pytest
 from sqlalchemy import select
 
+from bot.handlers.help import MENU_COMMANDS
 from bot.storage.db import create_engine
 from bot.storage.models import Message
 from tests.factories import API_KEY, MODEL
@@ -243,7 +244,10 @@ async def test_start_and_help_explain_the_commands_registered_in_the_menu(telegr
     registered = telegram.calls_to("setMyCommands")
     assert {c.params.get("language_code") for c in registered} == {None, "zh"}
     commands = {c["command"] for c in registered[0].params["commands"]}
-    assert commands == {"chat", "new", "persona", "help"}
+    assert commands == set(MENU_COMMANDS)
+    for command in MENU_COMMANDS:
+        assert f"/{command}" in english
+        assert f"/{command}" in chinese
 
 
 async def test_chat_without_text_explains_how_to_use_it(telegram, provider, bot):
