@@ -363,9 +363,11 @@ async def test_a_failed_retry_keeps_the_old_answer_and_says_why(telegram, provid
         ("", "error"),
     ]
 
+    (notice,) = [m for m in telegram.messages(USER, from_bot=True) if "API key" in m.text]
     provider.enqueue_stream(["A new answer."])
     telegram.user_sends("/retry")
     await until(lambda: telegram.text_of(USER, answer.message_id) == "A new answer.")
+    await until(lambda: telegram.message(USER, notice.message_id).deleted)
     await stored_once_finished(config, 3)
     telegram.user_sends("next")
     await until(lambda: "echo: next" in bot_texts(telegram))

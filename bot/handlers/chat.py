@@ -204,12 +204,13 @@ async def stream_reply(
     kind: MessageKind = MessageKind.CHAT,
     replaces: Sequence[int] = (),
     keep_replaced_on_failure: bool = False,
-) -> None:
+) -> bool:
     """Stream the answer ``events`` gives into Telegram, checkpointed, with the Stop button.
 
     ``replaces`` are stored answers the new one supersedes once it shows any text. With
     ``keep_replaced_on_failure``, an answer that shows no text at all leaves the messages of
-    ``reply.in_place_of`` untouched and says why in a message of its own.
+    ``reply.in_place_of`` untouched and says why in a message of its own. Returns whether
+    the answer has any text.
     """
     services = context.services
     store = services.store
@@ -268,8 +269,10 @@ async def stream_reply(
             failure_editor=failure_editor,
         )
         await _stream_answer(context, events, prompt_tokens, editor, turn)
-    if editor.text:
-        await supersede()
+    if not editor.text:
+        return False
+    await supersede()
+    return True
 
 
 def stop_button(answer_id: int, lang: Lang) -> InlineKeyboardMarkup:

@@ -3,14 +3,17 @@
 The last chat question goes to the model again with the history before it. The new answer
 streams into the old answer's messages (the first ones it needs; the rest are deleted) and
 supersedes it in the store once it shows any text. If it fails before that, the old answer
-stays where and as it was, and the failure is told in a message of its own.
+stays where and as it was, and the failure is told in a message of its own, deleted once a
+later /retry succeeds.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from telegram import Update
+from telegram.error import TelegramError
 
 from bot.context import build_messages, message_tokens
 from bot.handlers.chat import Reply, conversation_key, lang_of, stream_reply, take_turn
@@ -22,6 +25,8 @@ from bot.personas import chat_persona
 from bot.providers.base import ChatMessage, ChatRequest
 from bot.providers.service import user_tag
 from bot.storage.store import CONTEXT_STATUSES, StoredMessage
+
+logger = logging.getLogger(__name__)
 
 
 async def retry_command(update: Update, context: BotContext) -> None:
@@ -84,7 +89,7 @@ async def _retry_in_turn(update: Update, context: BotContext, lang: Lang) -> Non
         conversation, telegram_chat_id=chat_id, model=request.model
     )
     reply_to = question.telegram_message_ids[0] if question.telegram_message_ids else None
-    await stream_reply(
+    answered = await stream_reply(
         context,
         Reply(
             answer_id,
@@ -102,3 +107,16 @@ async def _retry_in_turn(update: Update, context: BotContext, lang: Lang) -> Non
         replaces=[a.id for a in answers],
         keep_replaced_on_failure=old is not None and old.status in CONTEXT_STATUSES,
     )
+    if answered:
+        # Notes of earlier attempts that failed are out of date now.
+        stale = [i for a in answers if a is not old for i in a.telegram_message_ids]
+        await _delete_messages(context, chat_id, stale)
+
+
+async def _delete_messages(context: BotContext, chat_id: int, message_ids: Sequence[int]) -> None:
+    """Delete what can be deleted; a message too old or already gone just stays or is gone."""
+    for message_id in message_ids:
+        try:
+            await context.bot.delete_message(chat_id, message_id)
+        except TelegramError as exc:
+            logger.info("could not delete message %s in chat %s: %s", message_id, chat_id, exc)
