@@ -12,8 +12,7 @@ TextCapability = Literal["chat", "completions", "edits"]
 async def model_for(services: Services, chat_id: int, capability: TextCapability) -> str:
     """The model serving ``capability`` in ``chat_id``; "" for edits means the chat model.
 
-    The configured default per capability; a chat's own choice, once chats can make one,
-    belongs here.
+    Every handler of these commands asks here, so the choice is made in one place.
     """
     models = services.config.models
     match capability:
