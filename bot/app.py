@@ -14,7 +14,9 @@ from telegram.ext import (
 )
 
 from bot.handlers.chat import STOP_PREFIX, chat_command, chat_message, new_command
+from bot.handlers.complete import complete_command
 from bot.handlers.context import SERVICES_KEY, BotApplication, BotContext
+from bot.handlers.edit import edit_command
 from bot.handlers.errors import error_handler
 from bot.handlers.help import help_command, start_command
 from bot.handlers.images import (
@@ -26,6 +28,7 @@ from bot.handlers.images import (
 )
 from bot.handlers.models import MODELS_PREFIX, models_button, models_command
 from bot.handlers.persona import PERSONA_PREFIX, persona_button, persona_command
+from bot.handlers.retry import retry_command
 from bot.handlers.stop import draft_stopped, is_draft_stop, stop_button_pressed
 from bot.services import Services
 
@@ -61,6 +64,9 @@ def build_application(services: Services) -> BotApplication:
         CommandHandler("edit", edit_photo_command, filters=filters.REPLY & REPLIES_TO_PHOTO)
     )
     application.add_handler(MessageHandler(PHOTO_FILTER, photo_message))
+    application.add_handler(CommandHandler("retry", retry_command))
+    application.add_handler(CommandHandler("edit", edit_command))
+    application.add_handler(CommandHandler("complete", complete_command))
     application.add_handler(CommandHandler("persona", persona_command))
     application.add_handler(CallbackQueryHandler(persona_button, pattern=f"^{PERSONA_PREFIX}"))
     application.add_handler(CommandHandler("models", models_command))

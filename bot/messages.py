@@ -17,6 +17,9 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
         "en": (
             "Write a message and I answer, streaming as I go.\n\n"
             "/chat TEXT - ask (in groups, too)\n"
+            "/retry - answer your last message again\n"
+            "/edit INSTRUCTION - reply to a text to have it rewritten\n"
+            "/complete TEXT - let the model continue a text\n"
             "/new - start a new conversation\n"
             "/persona - show or change the assistant's persona\n"
             "/models - show the models and choose this chat's\n"
@@ -27,6 +30,9 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
         "zh": (
             "直接发消息，我会边生成边显示回答。\n\n"
             "/chat 文本 - 提问（群组中也可用）\n"
+            "/retry - 重新回答你的上一条消息\n"
+            "/edit 要求 - 回复一段文字，按要求改写它\n"
+            "/complete 文本 - 让模型续写一段文字\n"
             "/new - 开始新对话\n"
             "/persona - 查看或切换助手角色\n"
             "/models - 查看模型并为本聊天选择模型\n"
@@ -255,6 +261,42 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
         "zh": "⚠️ 由于机器人重启，回答被中断。",
     },
     # /edit of a text, /complete, /retry
+    "command.retry": {"en": "Answer the last message again", "zh": "重新回答上一条消息"},
+    "command.edit": {"en": "Rewrite a text as you say", "zh": "按要求改写文字"},
+    "command.complete": {"en": "Continue a text", "zh": "续写文字"},
+    "input.empty_complete": {
+        "en": "Write the beginning of a text after the command, e.g. /complete Once upon a time",
+        "zh": "请在命令后写上开头，例如：/complete 很久很久以前",
+    },
+    "input.edit_no_instruction": {
+        "en": (
+            "Say how to change the text, e.g. reply to it with /edit fix the spelling, "
+            "or write /edit INSTRUCTION and put the text on the next lines."
+        ),
+        "zh": (
+            "请说明如何修改，例如回复那段文字：/edit 改正错别字；"
+            "或写 /edit 要求，并在下一行起写上文字。"
+        ),
+    },
+    "input.edit_no_text": {
+        "en": (
+            "There is no text to edit. Reply to a text message with /edit INSTRUCTION, "
+            "or put the text on the lines after the instruction."
+        ),
+        "zh": "没有可修改的文字。请用 /edit 要求 回复一条文字消息，或在要求的下一行起写上文字。",
+    },
+    "retry.nothing": {
+        "en": "There is no answer to regenerate in this conversation yet.",
+        "zh": "当前对话中还没有可以重新生成的回答。",
+    },
+    "retry.not_allowed": {
+        "en": "Only the person who asked, or an admin, can regenerate this answer.",
+        "zh": "只有提问的人或管理员才能重新生成这个回答。",
+    },
+    "retry.failed": {
+        "en": "⚠️ Could not regenerate the answer; the previous one stays. {reason}",
+        "zh": "⚠️ 未能重新生成回答，之前的回答保持不变。{reason}",
+    },
     "error.auth": {
         "en": "The AI provider rejected the bot's API key. Please tell the bot's admin.",
         "zh": "AI 服务拒绝了机器人的 API 密钥，请联系机器人管理员。",

@@ -245,7 +245,9 @@ async def test_start_and_help_explain_the_commands_registered_in_the_menu(telegr
     assert {c.params.get("language_code") for c in registered} == {None, "zh"}
     commands = {c["command"] for c in registered[0].params["commands"]}
     assert commands == set(MENU_COMMANDS)
-    assert all(f"/{command}" in english for command in MENU_COMMANDS)
+    for command in MENU_COMMANDS:
+        assert f"/{command}" in english
+        assert f"/{command}" in chinese
 
 
 async def test_chat_without_text_explains_how_to_use_it(telegram, provider, bot):

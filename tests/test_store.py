@@ -15,7 +15,7 @@ from bot.config import PersonaConfig
 from bot.providers.base import Usage
 from bot.storage.db import create_engine, migrate
 from bot.storage.models import Chat, Conversation, Message, Persona
-from bot.storage.store import MessageStatus, Store
+from bot.storage.store import MessageKind, MessageStatus, Store
 
 CHAT = 100
 TG_CHAT = 100
@@ -239,10 +239,10 @@ async def test_history_leaves_out_turns_of_other_kinds(store: Store, engine: Asy
         user_id=7,
         telegram_chat_id=TG_CHAT,
         telegram_message_id=2,
-        kind="image",
+        kind=MessageKind.IMAGE,
     )
     drawn = await store.start_answer(
-        conversation_id, telegram_chat_id=TG_CHAT, model="dall-e-3", kind="image"
+        conversation_id, telegram_chat_id=TG_CHAT, model="dall-e-3", kind=MessageKind.IMAGE
     )
     await store.finish_answer(drawn, text="[1 image]", status=MessageStatus.COMPLETE)
 

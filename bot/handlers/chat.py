@@ -1,4 +1,9 @@
-"""Answering: /chat, plain text in private chats, and /new."""
+"""Answering: /chat, plain text in private chats, and /new.
+
+``stream_reply`` is the one path from a provider's events to a stored, shown answer; /chat,
+/complete, /edit and /retry all take it, each within its conversation's turn
+(``take_turn``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
@@ -22,12 +28,13 @@ from bot.providers.base import (
     ChatMessage,
     ChatRequest,
     ProviderSession,
+    StreamEvent,
     StreamStart,
     TextDelta,
     Usage,
 )
 from bot.providers.service import user_tag
-from bot.storage.store import MessageStatus
+from bot.storage.store import MessageKind, MessageStatus
 from bot.streaming.editor import StreamEditor
 from bot.streaming.typing import TypingIndicator
 from bot.vision import stored_text, with_images
@@ -35,6 +42,9 @@ from bot.vision import stored_text, with_images
 logger = logging.getLogger(__name__)
 
 ConversationKey = tuple[int, int | None]
+
+EventSource = Callable[[], AsyncIterator[StreamEvent]]
+"""Opens the provider stream of one answer (called once, when the answer starts)."""
 
 # Seconds between two stored checkpoints of a streaming answer.
 CHECKPOINT_SECONDS = 3.0
@@ -108,15 +118,24 @@ async def answer(
     """
     message = update.effective_message
     assert message is not None
-    services = context.services
     lang = lang_of(update)
+    await take_turn(
+        context, message, lang, lambda: _answer_in_turn(update, context, prompt, lang, images)
+    )
+
+
+async def take_turn(
+    context: BotContext, message: Message, lang: Lang, work: Callable[[], Awaitable[None]]
+) -> None:
+    """Run ``work`` when the conversation of ``message`` is free, saying so if it waits."""
+    services = context.services
     key = conversation_key(message)
     if services.conversations.busy(key):
         # Scheduled now but sent while waiting, so the queue position is taken first.
         asyncio.get_running_loop().create_task(context.reply(message, text("queued", lang)))
     # Taken before any other await, so messages of one conversation are answered in order.
     async with services.conversations.hold(key):
-        await _answer_in_turn(update, context, prompt, lang, images)
+        await work()
 
 
 async def _answer_in_turn(
@@ -156,13 +175,73 @@ async def _answer_in_turn(
     answer_id = await store.start_answer(
         conversation, telegram_chat_id=chat_id, model=request.model
     )
+    # Providers that keep the context themselves (the wrapper kind) get their own id back.
+    sessions: dict[str, str] = {}
+    if services.providers.keeps_sessions:
+        sessions = await store.provider_sessions(conversation)
+    await stream_reply(
+        context,
+        Reply(answer_id, conversation, chat_id, thread_id, message.message_id),
+        lambda: services.providers.stream_chat(request, sessions),
+        prompt_tokens=sum(message_tokens(m) for m in request.messages),
+        user_id=user_id,
+        lang=lang,
+    )
 
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Where a stored answer goes: its row, its conversation, and its place in Telegram.
+
+    ``in_place_of`` are the messages of an earlier answer the new one takes over (edited in
+    place; those it no longer needs are deleted).
+    """
+
+    answer_id: int
+    conversation: int
+    chat_id: int
+    thread_id: int | None
+    reply_to: int | None
+    in_place_of: tuple[int, ...] = ()
+
+
+async def stream_reply(
+    context: BotContext,
+    reply: Reply,
+    events: EventSource,
+    *,
+    prompt_tokens: int,
+    user_id: int | None,
+    lang: Lang,
+    kind: MessageKind = MessageKind.CHAT,
+    replaces: Sequence[int] = (),
+    keep_replaced_on_failure: bool = False,
+) -> bool:
+    """Stream the answer ``events`` gives into Telegram, checkpointed, with the Stop button.
+
+    ``replaces`` are stored answers the new one supersedes once it shows any text. With
+    ``keep_replaced_on_failure``, an answer that shows no text at all leaves the messages of
+    ``reply.in_place_of`` untouched and says why in a message of its own. Returns whether
+    the answer has any text.
+    """
+    services = context.services
+    store = services.store
+    answer_id = reply.answer_id
     last_checkpoint: tuple[float, tuple[int, ...]] = (-math.inf, ())
+    superseded = False
+
+    async def supersede() -> None:
+        nonlocal superseded
+        if replaces and not superseded:
+            await store.replace_answers(replaces)
+            superseded = True
 
     async def checkpoint(so_far: str, message_ids: tuple[int, ...]) -> None:
         # Telegram shows the text meanwhile; the store needs it only to survive a crash,
         # so once every few seconds (and whenever a new message joins) is enough.
         nonlocal last_checkpoint
+        if so_far:
+            await supersede()
         now = time.monotonic()
         if now - last_checkpoint[0] < CHECKPOINT_SECONDS and message_ids == last_checkpoint[1]:
             return
@@ -172,22 +251,40 @@ async def _answer_in_turn(
     editor = StreamEditor(
         context.bot,
         services.outbox,
-        chat_id,
-        reply_to=message.message_id,
-        thread_id=thread_id,
+        reply.chat_id,
+        reply_to=reply.reply_to,
+        thread_id=reply.thread_id,
         on_progress=checkpoint,
-        drafts=services.drafts,
+        adopt_message_ids=reply.in_place_of,
+        # A draft would grow at the bottom of the chat, away from the answer it replaces.
+        drafts=None if reply.in_place_of else services.drafts,
         # The answer's id doubles as its draft id: a stop from the draft names it.
         draft_id=answer_id,
         stop_button=stop_button(answer_id, lang),
     )
-    # Providers that keep the context themselves (the wrapper kind) get their own id back.
-    sessions: dict[str, str] = {}
-    if services.providers.keeps_sessions:
-        sessions = await store.provider_sessions(conversation)
+    failure_editor = None
+    if keep_replaced_on_failure and reply.in_place_of:
+        failure_editor = StreamEditor(
+            context.bot,
+            services.outbox,
+            reply.chat_id,
+            reply_to=reply.reply_to,
+            thread_id=reply.thread_id,
+        )
     with services.stops.track(answer_id, user_id) as stop:
-        turn = _Turn(answer_id, conversation, lang, stop, sessions)
-        await _stream_answer(context, request, editor, turn)
+        turn = _Turn(
+            answer_id,
+            reply.conversation,
+            lang,
+            stop,
+            records_session=kind is MessageKind.CHAT,
+            failure_editor=failure_editor,
+        )
+        await _stream_answer(context, events, prompt_tokens, editor, turn)
+    if not editor.text:
+        return False
+    await supersede()
+    return True
 
 
 def stop_button(answer_id: int, lang: Lang) -> InlineKeyboardMarkup:
@@ -206,7 +303,10 @@ class _Turn:
     conversation: int
     lang: Lang
     stop: asyncio.Event
-    sessions: dict[str, str]
+    # Only chat answers belong to the conversation a provider keeps (its session).
+    records_session: bool = True
+    # Where an answer that shows no text says so, when the messages it took over must stay.
+    failure_editor: StreamEditor | None = None
 
 
 @dataclass
@@ -221,7 +321,7 @@ class _Outcome:
 
 
 async def _stream_answer(
-    context: BotContext, request: ChatRequest, editor: StreamEditor, turn: _Turn
+    context: BotContext, events: EventSource, prompt_tokens: int, editor: StreamEditor, turn: _Turn
 ) -> None:
     """Feed provider events to the editor and finish the stored answer with its status."""
     store = context.services.store
@@ -231,7 +331,7 @@ async def _stream_answer(
     outcome = _Outcome()
 
     async def consume() -> None:
-        async for event in context.services.providers.stream_chat(request, turn.sessions):
+        async for event in events():
             if isinstance(event, TextDelta):
                 if not editor.text:
                     await typing.stop()
@@ -240,7 +340,11 @@ async def _stream_answer(
                 outcome.usage = event
             elif isinstance(event, StreamStart):
                 outcome.provider = event.provider
-            elif isinstance(event, ProviderSession) and outcome.provider is not None:
+            elif (
+                isinstance(event, ProviderSession)
+                and outcome.provider is not None
+                and turn.records_session
+            ):
                 await store.set_provider_session(turn.conversation, outcome.provider, event.value)
 
     streaming = asyncio.create_task(consume(), name=f"answer-{answer_id}")
@@ -258,7 +362,7 @@ async def _stream_answer(
     except ProviderError as exc:
         logger.warning("answer %s failed: %s (%s)", answer_id, exc.kind, exc.detail)
         outcome.error_kind = exc.kind.value
-        if isinstance(exc, ContextTooLong):
+        if isinstance(exc, ContextTooLong) and turn.records_session:
             # A provider keeping the whole history itself would refuse every turn from now
             # on; the next turn starts it afresh with our trimmed history instead.
             await store.clear_provider_session(turn.conversation)
@@ -274,31 +378,33 @@ async def _stream_answer(
     finally:
         stopped.cancel()
         await typing.stop()
-    await _finish(context, request, editor, answer_id, outcome)
+    await _finish(context, prompt_tokens, editor, turn, outcome)
 
 
 async def _finish(
     context: BotContext,
-    request: ChatRequest,
+    prompt_tokens: int,
     editor: StreamEditor,
-    answer_id: int,
+    turn: _Turn,
     outcome: _Outcome,
 ) -> None:
     """Show the final text and store the answer, even if Telegram refuses the text."""
     answer_text = editor.text
-    usage = outcome.usage or Usage(
-        sum(message_tokens(m) for m in request.messages),
-        estimate_tokens(answer_text),
-        estimated=True,
-    )
+    usage = outcome.usage or Usage(prompt_tokens, estimate_tokens(answer_text), estimated=True)
+    shown, note = editor, outcome.note
+    if not answer_text and turn.failure_editor is not None:
+        # Nothing new to show: the answer this one was to replace stays as it is.
+        await editor.aclose()
+        shown = turn.failure_editor
+        note = text("retry.failed", turn.lang, reason=note) if note else None
     try:
-        await editor.finish(note=outcome.note)
+        await shown.finish(note=note)
     finally:
         await context.services.store.finish_answer(
-            answer_id,
+            turn.answer_id,
             text=answer_text,
             status=outcome.status,
-            telegram_message_ids=editor.message_ids,
+            telegram_message_ids=shown.message_ids,
             usage=usage,
             provider=outcome.provider,
             error_kind=outcome.error_kind,

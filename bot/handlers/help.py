@@ -8,7 +8,17 @@ from bot.handlers.context import BotContext
 from bot.messages import CATALOGUE, Lang, language_of, text
 
 # The commands in the order Telegram's menu shows them.
-MENU_COMMANDS = ("chat", "new", "persona", "models", "image", "help")
+MENU_COMMANDS = (
+    "chat",
+    "new",
+    "retry",
+    "image",
+    "edit",
+    "complete",
+    "persona",
+    "models",
+    "help",
+)
 
 
 def menu(lang: Lang) -> list[BotCommand]:

@@ -25,15 +25,12 @@ from bot.providers.base import GeneratedImage, ImageEditRequest, ImageRequest
 from bot.providers.images import data_url, sniff_image
 from bot.providers.service import user_tag
 from bot.services import Services
-from bot.storage.store import MessageStatus
+from bot.storage.store import MessageKind, MessageStatus
 from bot.streaming.typing import TypingIndicator
 from bot.vision import MAX_IMAGE_BYTES, photo_question, pick_photo_size
 
 logger = logging.getLogger(__name__)
 
-IMAGE_KIND = "image"
-IMAGE_EDIT_KIND = "image_edit"
-"""The stored kind of /image and photo /edit turns: kept for the record, not as context."""
 
 ONE_IMAGE_MODELS = ("dall-e-3",)
 """Models that make one image per request (n must be 1): n images are n requests."""
@@ -62,7 +59,9 @@ async def image_command(update: Update, context: BotContext) -> None:
         response_format=services.config.images.response_format,
         user=_user(update),
     )
-    job = _Job(IMAGE_KIND, options.prompt, model, "image", lambda: _generate(services, request))
+    job = _Job(
+        MessageKind.IMAGE, options.prompt, model, "image", lambda: _generate(services, request)
+    )
     await _produce(update, context, job, lang)
 
 
@@ -140,7 +139,11 @@ async def edit_photo(update: Update, context: BotContext, instruction: str) -> N
         user=_user(update),
     )
     job = _Job(
-        IMAGE_EDIT_KIND, instruction, model, "edit", lambda: services.providers.edit_image(request)
+        MessageKind.IMAGE_EDIT,
+        instruction,
+        model,
+        "edit",
+        lambda: services.providers.edit_image(request),
     )
     await _produce(update, context, job, lang)
 
@@ -261,7 +264,7 @@ async def download_image(context: BotContext, message: Message) -> bytes:
 class _Job:
     """One request for images and how to speak of it."""
 
-    kind: str
+    kind: MessageKind
     prompt: str
     model: str
     messages: Literal["image", "edit"]

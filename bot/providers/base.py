@@ -62,6 +62,11 @@ class CompletionRequest:
     temperature: float | None = None
 
 
+DEFAULT_COMPLETION_MAX_TOKENS = 1024
+"""Sent when neither the request nor the provider sets ``max_tokens``: the legacy
+completions endpoint otherwise stops after 16 tokens."""
+
+
 @dataclass(frozen=True, slots=True)
 class EditRequest:
     """A text edit (``/v1/edits``): ``input`` rewritten as ``instruction`` says."""

@@ -1,9 +1,10 @@
 """Pure, incremental decoders: bytes in, typed values out, no I/O.
 
 ``SSEDecoder`` cuts a byte stream into Server-Sent Events; ``OpenAIStreamParser`` turns the
-data payloads of an OpenAI-compatible chat stream into ``StreamEvent`` values (Anthropic's
-stream has its own parser in ``anthropic_decoder``). Both are fed by hand, so tests can
-split recorded streams at every byte offset. ``parse_models`` reads a model list.
+data payloads of an OpenAI-compatible chat or legacy completions stream into ``StreamEvent``
+values (Anthropic's stream has its own parser in ``anthropic_decoder``). Both are fed by
+hand, so tests can split recorded streams at every byte offset. ``parse_models`` reads a
+model list, ``parse_edit`` the answer of ``/v1/edits``.
 
 Where the stream ends (the rule every adapter relies on): ``OpenAIStreamParser`` emits
 ``StreamEnd`` when it sees ``[DONE]``. When the body ends without ``[DONE]``, ``close()``
@@ -122,10 +123,11 @@ class SSEDecoder:
 
 
 class OpenAIStreamParser:
-    """State machine over the data payloads of an OpenAI-compatible chat completion stream.
+    """State machine over the data payloads of an OpenAI-compatible completion stream.
 
-    Accepts standard ``chat.completion.chunk`` objects (only choice 0 is shown), usage-only
-    chunks (``choices: []``), Reduce-Stream arrays (``["text"]``, ``[{"content": ...}]``),
+    Accepts standard ``chat.completion.chunk`` objects (only choice 0 is shown), legacy
+    ``text_completion`` chunks (``choices[].text``), usage-only chunks (``choices: []``),
+    Reduce-Stream arrays (``["text"]`` for completions, ``[{"content": ...}]`` for chat),
     and raises the classified ``ProviderError`` for an error object inside the stream.
     Payloads that are not JSON (keep-alives) are ignored.
     """
@@ -234,6 +236,11 @@ class OpenAIStreamParser:
                 delta = choice.get("message")  # a non-streamed completion
             if isinstance(delta, dict):
                 self._delta(delta, out)
+            else:
+                # A legacy completion (/v1/completions) carries its text on the choice itself.
+                piece = choice.get("text")
+                if piece and isinstance(piece, str):
+                    out.append(TextDelta(piece))
             reason = choice.get("finish_reason")
             if reason and isinstance(reason, str):
                 self._finish_reason = reason
@@ -254,7 +261,7 @@ def parse_completion(
     provider: str | None = None,
     secrets: tuple[str, ...] = (),
 ) -> list[StreamEvent]:
-    """The events of a non-streamed chat completion, ending with ``StreamEnd``.
+    """The events of a non-streamed chat or legacy completion, ending with ``StreamEnd``.
 
     Raises the classified ``ProviderError`` for an error body or anything that is not one.
     """
@@ -264,6 +271,25 @@ def parse_completion(
     events = parser.feed_chunk(body)
     events.append(StreamEnd(parser.finish_reason or "stop"))
     return events
+
+
+def parse_edit(
+    body: object,
+    *,
+    status: int | None = None,
+    provider: str | None = None,
+    secrets: tuple[str, ...] = (),
+) -> str:
+    """The edited text of a ``/v1/edits`` answer: ``choices[0].text``.
+
+    Raises the classified ``ProviderError`` for an error body or anything without that text.
+    """
+    choices = body.get("choices") if isinstance(body, dict) else None
+    first = choices[0] if isinstance(choices, list) and choices else None
+    edited = first.get("text") if isinstance(first, dict) else None
+    if is_error_body(body) or not isinstance(edited, str):
+        raise classify_error(status, body, provider=provider, secrets=secrets)
+    return edited
 
 
 def parse_models(body: object) -> list[ModelInfo]:

@@ -1,9 +1,10 @@
 """The adapter for OpenAI-compatible chat APIs: OpenAI itself and the resellers in the seeds.
 
 One request becomes one ``POST {base_url}/chat/completions`` with ``stream: true``; the body
-goes through ``SSEDecoder`` and ``OpenAIStreamParser``. Timeouts, connection failures and
-error responses are translated by ``ProviderHTTP`` (see ``bot.providers.http``); error bodies
-inside a 200 stream by the parser.
+goes through ``SSEDecoder`` and ``OpenAIStreamParser``. Legacy completions take the same path
+through ``POST {base_url}/completions``; edits are one non-streamed ``POST {base_url}/edits``.
+Timeouts, connection failures and error responses are translated by ``ProviderHTTP`` (see
+``bot.providers.http``); error bodies inside a 200 stream by the parser.
 
 Options of the ``openai`` kind: ``reduce_stream`` sends ``Reduce-Stream: true`` (seed 002's
 short stream shapes, which the parser reads); ``include_usage`` asks for the usage-only
@@ -30,8 +31,11 @@ import aiohttp
 
 from bot.config import ProviderConfig
 from bot.providers.base import (
+    DEFAULT_COMPLETION_MAX_TOKENS,
     ChatMessage,
     ChatRequest,
+    CompletionRequest,
+    EditRequest,
     GeneratedImage,
     ImageEditRequest,
     ImageRequest,
@@ -39,7 +43,12 @@ from bot.providers.base import (
     Provider,
     StreamEvent,
 )
-from bot.providers.decoders import OpenAIStreamParser, parse_completion, parse_models
+from bot.providers.decoders import (
+    OpenAIStreamParser,
+    parse_completion,
+    parse_edit,
+    parse_models,
+)
 from bot.providers.http import ProviderHTTP, bearer, request_headers
 from bot.providers.images import (
     IMAGE_ANSWER_LIMIT,
@@ -83,6 +92,50 @@ class OpenAICompatProvider(Provider):
         ) as events:
             async for event in events:
                 yield event
+
+    async def stream_completion(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Stream a legacy completion of ``request.prompt``; events as ``stream_chat``'s."""
+        url = f"{self._base_url}/completions"
+        logger.debug("%s: POST %s model=%s", self.name, url, request.model)
+        body: dict[str, object] = {
+            "model": request.model,
+            "prompt": request.prompt,
+            "stream": True,
+            "max_tokens": request.max_tokens or self._max_tokens or DEFAULT_COMPLETION_MAX_TOKENS,
+        }
+        if self._include_usage:
+            body["stream_options"] = {"include_usage": True}
+        if request.user is not None:
+            body["user"] = request.user
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        parser = OpenAIStreamParser(provider=self.name, secrets=self._http.secrets)
+        async with aclosing(
+            self._http.stream(
+                url, body, self._stream_headers, parser=parser, whole=parse_completion
+            )
+        ) as events:
+            async for event in events:
+                yield event
+
+    async def edit_text(self, request: EditRequest) -> str:
+        """``POST {base_url}/edits``: ``request.input`` rewritten as the instruction says."""
+        url = f"{self._base_url}/edits"
+        logger.debug("%s: POST %s model=%s", self.name, url, request.model)
+        body: dict[str, object] = {
+            "model": request.model,
+            "input": request.input,
+            "instruction": request.instruction,
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        http = self._http
+        deadlines = http.deadlines()
+        response = await http.post(url, body, self._json_headers, deadlines)
+        async with response:
+            await http.check(response, deadlines)
+            answer = await http.read_json(response, deadlines.next_at)
+        return parse_edit(answer, status=response.status, provider=self.name, secrets=http.secrets)
 
     async def list_models(self) -> list[ModelInfo]:
         """``GET {base_url}/models``; an empty list when the provider has no such endpoint."""

@@ -34,6 +34,11 @@ Images: ``POST /openai/image`` generates them (no model: the service chooses); t
 ``data`` is read in every shape ``bot.providers.images`` accepts. The service has no image
 edit endpoint, and its chat messages are text only: a chat request carrying images raises
 ``Unsupported``, so that the service moves on to a provider that can see them.
+Legacy completions follow the same ``wrapper_stream`` choice: ``POST
+/openai/completions/stream``, ``/openai/completions/sse`` or ``/openai/completions`` (whose
+answer is ``{code, data: [text, ...], message}``), with ``{model, prompt, max_tokens,
+temperature?}``. Edits are ``POST /openai/edits`` with ``{model, input, instruction, n: 1,
+temperature?}``. Steamship has neither: both raise ``Unsupported`` with that variant.
 
 Steamship's ``/send`` has no system message: without a session the persona is folded into
 the text along with the earlier turns. Timeouts, cut streams and error responses follow the
@@ -54,8 +59,11 @@ from multidict import CIMultiDict
 from bot.config import ProviderConfig, WrapperStream
 from bot.errors import Unsupported
 from bot.providers.base import (
+    DEFAULT_COMPLETION_MAX_TOKENS,
     ChatMessage,
     ChatRequest,
+    CompletionRequest,
+    EditRequest,
     GeneratedImage,
     ImageRequest,
     ModelInfo,
@@ -69,6 +77,7 @@ from bot.providers.wrapper_decoder import (
     WrapperModels,
     WrapperStreamParser,
     parse_chat_answer,
+    parse_edit_answer,
     parse_send_answer,
     parse_wrapper_models,
 )
@@ -85,6 +94,14 @@ CHAT_PATHS: dict[WrapperStream, str] = {
 }
 """The path each ``wrapper_stream`` variant posts to, below the service root."""
 
+COMPLETION_PATHS: dict[WrapperStream, str] = {
+    "stream": "/openai/completions/stream",
+    "sse": "/openai/completions/sse",
+    "plain": "/openai/completions",
+}
+"""The completions path of each ``wrapper_stream`` variant; Steamship has none."""
+
+EDITS_PATH = "/openai/edits"
 MODELS_PATH = "/openai/models"
 IMAGE_PATH = "/openai/image"
 
@@ -193,6 +210,57 @@ class WrapperProvider(Provider):
     async def suggestions(self) -> dict[str, tuple[str, ...]]:
         """The service's suggested models per capability: ``{"chat": ("gpt-4",), ...}``."""
         return (await self.model_catalogue()).suggest
+
+    async def stream_completion(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Stream a legacy completion over the configured variant's completions path."""
+        path = COMPLETION_PATHS.get(self.variant)
+        if path is None:
+            raise Unsupported(f"{self.name}: Steamship has no completions", provider=self.name)
+        body: dict[str, object] = {
+            "model": request.model,
+            "prompt": request.prompt,
+            "max_tokens": request.max_tokens or self._max_tokens or DEFAULT_COMPLETION_MAX_TOKENS,
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        logger.debug("%s: POST %s model=%s", self.name, path, request.model)
+        parser = WrapperStreamParser(provider=self.name, secrets=self._http.secrets)
+        async with aclosing(
+            self._http.stream(
+                self._base_url + path,
+                body,
+                self._chat_headers,
+                parser=parser,
+                whole=parse_chat_answer if self.variant in _NOT_STREAMED else None,
+                always_whole=True,
+                decoder=WrapperLineDecoder(),
+            )
+        ) as events:
+            async for event in events:
+                yield event
+
+    async def edit_text(self, request: EditRequest) -> str:
+        """``POST /openai/edits``: ``request.input`` rewritten as the instruction says."""
+        if self.variant == "steamship":
+            raise Unsupported(f"{self.name}: Steamship has no edits", provider=self.name)
+        body: dict[str, object] = {
+            "model": request.model,
+            "input": request.input,
+            "instruction": request.instruction,
+            "n": 1,
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        logger.debug("%s: POST %s model=%s", self.name, EDITS_PATH, request.model)
+        http = self._http
+        deadlines = http.deadlines()
+        response = await http.post(self._base_url + EDITS_PATH, body, self._json_headers, deadlines)
+        async with response:
+            await http.check(response, deadlines)
+            answer = await http.read_json(response, deadlines.next_at)
+        return parse_edit_answer(
+            answer, status=response.status, provider=self.name, secrets=http.secrets
+        )
 
 
 def chat_body(request: ChatRequest, *, default_max_tokens: int | None) -> dict[str, object]:

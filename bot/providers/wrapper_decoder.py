@@ -23,8 +23,13 @@ no finish reason came, with one exception: if no line of the body was a protocol
 its text is classified as an error body (a 200 carrying a pretty-printed JSON error or a
 plain-text complaint gets its real class rather than "cut").
 
+The completions stream (``/openai/completions/stream`` and ``/sse``) is the same protocol
+without a chatcode line, read by the same parser.
+
 ``parse_chat_answer`` reads ``POST /openai/chat`` (``{code, data: {chatcode, role, content},
-message}``), ``parse_send_answer`` Steamship's ``POST /send`` (``{text, fileId}``), and
+message}``) and ``POST /openai/completions`` (``{code, data: [text, ...], message}``),
+``parse_edit_answer`` ``POST /openai/edits`` (whose answer the document does not show),
+``parse_send_answer`` Steamship's ``POST /send`` (``{text, fileId}``), and
 ``parse_wrapper_models`` ``GET /openai/models`` (``{code, data: {models, suggest}, message}``).
 """
 
@@ -41,7 +46,7 @@ from bot.providers.classify import (
     is_error_body,
     is_wrapper_error,
 )
-from bot.providers.decoders import SSEDecoder, SSEMessage
+from bot.providers.decoders import SSEDecoder, SSEMessage, parse_edit
 
 DONE = "[DONE]"
 
@@ -201,6 +206,37 @@ def parse_chat_answer(
     if text is None:
         raise classify_error(status, body, provider=provider, secrets=secrets)
     return _whole_answer(text, chatcode)
+
+
+def parse_edit_answer(
+    body: object,
+    *,
+    status: int | None = None,
+    provider: str | None = None,
+    secrets: tuple[str, ...] = (),
+) -> str:
+    """The edited text of ``POST /openai/edits``.
+
+    The document shows no answer, so the shapes of its other endpoints are read: ``data`` as
+    a list of texts (as ``/openai/completions``; the first is the edit, ``n`` being 1), a
+    text, or ``{content}`` / ``{text}``; and OpenAI's own ``{choices: [{text}]}``, passed
+    through. Anything else raises the classified error.
+    """
+    if is_wrapper_error(body) or is_error_body(body):
+        raise classify_error(status, body, provider=provider, secrets=secrets)
+    if isinstance(body, dict) and "choices" in body:
+        return parse_edit(body, status=status, provider=provider, secrets=secrets)
+    data = body.get("data") if isinstance(body, dict) else None
+    if isinstance(data, list) and data and isinstance(data[0], str):
+        return data[0]
+    if isinstance(data, str):
+        return data
+    if isinstance(data, dict):
+        for key in ("content", "text"):
+            value = data.get(key)
+            if isinstance(value, str):
+                return value
+    raise classify_error(status, body, provider=provider, secrets=secrets)
 
 
 def parse_send_answer(

@@ -24,9 +24,6 @@ KNOWN_CHATS = 10_000
 USER = "user"
 ASSISTANT = "assistant"
 
-CHAT_KIND = "chat"
-"""The kind of the turns that form a conversation's context; other kinds are kept as a record."""
-
 
 class MessageStatus(StrEnum):
     """Where a message stands; only an answer is ever anything but complete."""
@@ -37,6 +34,18 @@ class MessageStatus(StrEnum):
     ERROR = "error"
     STOPPED = "stopped"
     INTERRUPTED = "interrupted"
+    # A regenerated answer (/retry) took its place; kept, but never context again.
+    REPLACED = "replaced"
+
+
+class MessageKind(StrEnum):
+    """What a turn was: only chat turns are a conversation's context."""
+
+    CHAT = "chat"
+    COMPLETION = "completion"
+    EDIT = "edit"
+    IMAGE = "image"
+    IMAGE_EDIT = "image_edit"
 
 
 # Answers whose text may go back to the model as context: what the user saw, even if the
@@ -61,6 +70,8 @@ class StoredMessage:
     telegram_chat_id: int
     telegram_message_ids: tuple[int, ...]
     created_at: datetime
+    kind: str = MessageKind.CHAT
+    user_id: int | None = None
 
 
 class Store:
@@ -276,13 +287,13 @@ class Store:
         user_id: int | None,
         telegram_chat_id: int,
         telegram_message_id: int | None,
-        kind: str = CHAT_KIND,
+        kind: MessageKind = MessageKind.CHAT,
     ) -> int:
         """Store the user's turn (before the answer is asked for) and return its id."""
         message = Message(
             conversation_id=conversation_id,
-            role=USER,
             kind=kind,
+            role=USER,
             content=text,
             status=MessageStatus.COMPLETE,
             user_id=user_id,
@@ -299,13 +310,13 @@ class Store:
         telegram_chat_id: int,
         model: str,
         provider: str | None = None,
-        kind: str = CHAT_KIND,
+        kind: MessageKind = MessageKind.CHAT,
     ) -> int:
         """Create the empty, streaming answer row and return its id."""
         message = Message(
             conversation_id=conversation_id,
-            role=ASSISTANT,
             kind=kind,
+            role=ASSISTANT,
             content="",
             status=MessageStatus.STREAMING,
             telegram_chat_id=telegram_chat_id,
@@ -370,8 +381,13 @@ class Store:
             if provider is not None and text and status in CONTEXT_STATUSES:
                 await _drop_stale_session(session, message_id, provider)
 
-    async def history(self, conversation_id: int, *, limit: int) -> list[StoredMessage]:
-        """The newest ``limit`` messages usable as context, oldest first."""
+    async def history(
+        self, conversation_id: int, *, limit: int, upto: int | None = None
+    ) -> list[StoredMessage]:
+        """The newest ``limit`` chat messages usable as context, oldest first.
+
+        With ``upto``, only messages up to that id (a turn being answered again).
+        """
         if limit <= 0:
             return []
         usable = or_(
@@ -384,13 +400,64 @@ class Store:
         )
         query = (
             select(Message)
-            .where(Message.conversation_id == conversation_id, Message.kind == CHAT_KIND, usable)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.kind == MessageKind.CHAT,
+                usable,
+            )
             .order_by(Message.id.desc())
             .limit(limit)
         )
+        if upto is not None:
+            query = query.where(Message.id <= upto)
         async with self._sessions() as session:
             rows = (await session.scalars(query)).all()
         return [_stored(row) for row in reversed(rows)]
+
+    async def last_exchange(
+        self, conversation_id: int
+    ) -> tuple[StoredMessage, list[StoredMessage]] | None:
+        """The conversation's last chat question and its answers (oldest first) not replaced.
+
+        Usually one answer; more when a regeneration failed before it showed anything.
+        None when the conversation has no chat question.
+        """
+        async with self._sessions() as session:
+            question = await session.scalar(
+                select(Message)
+                .where(
+                    Message.conversation_id == conversation_id,
+                    Message.kind == MessageKind.CHAT,
+                    Message.role == USER,
+                )
+                .order_by(Message.id.desc())
+                .limit(1)
+            )
+            if question is None:
+                return None
+            answers = await session.scalars(
+                select(Message)
+                .where(
+                    Message.conversation_id == conversation_id,
+                    Message.kind == MessageKind.CHAT,
+                    Message.role == ASSISTANT,
+                    Message.id > question.id,
+                    Message.status != MessageStatus.REPLACED,
+                )
+                .order_by(Message.id)
+            )
+            return _stored(question), [_stored(row) for row in answers]
+
+    async def replace_answers(self, message_ids: Sequence[int]) -> None:
+        """Mark answers as replaced by a regenerated one: kept, but no longer context."""
+        if not message_ids:
+            return
+        async with self._writing() as session:
+            await session.execute(
+                update(Message)
+                .where(Message.id.in_(message_ids), Message.role == ASSISTANT)
+                .values(status=MessageStatus.REPLACED, updated_at=utcnow())
+            )
 
     async def unfinished_answers(self) -> list[StoredMessage]:
         """Answers still marked streaming: the bot stopped while writing them."""
@@ -524,8 +591,11 @@ async def _update(session: AsyncSession, statement: Update) -> int:
 
 async def _drop_stale_session(session: AsyncSession, message_id: int, provider: str) -> None:
     """Clear the provider session of the answer's conversation unless ``provider`` owns it."""
+    # Completions and edits are not part of the conversation a provider keeps.
     conversation_id = (
-        select(Message.conversation_id).where(Message.id == message_id).scalar_subquery()
+        select(Message.conversation_id)
+        .where(Message.id == message_id, Message.kind == MessageKind.CHAT)
+        .scalar_subquery()
     )
     await session.execute(
         update(Conversation)
@@ -589,4 +659,6 @@ def _stored(row: Message) -> StoredMessage:
         telegram_chat_id=row.telegram_chat_id,
         telegram_message_ids=ids,
         created_at=row.created_at,
+        kind=row.kind,
+        user_id=row.user_id,
     )

@@ -7,6 +7,9 @@ slow Telegram never slows the provider stream. ``finish`` always delivers the fi
 In private chats the growing tail is streamed with ``sendMessageDraft`` (an ephemeral,
 animated preview) and sent as a real message at the end; any error from that method turns
 drafts off for the chat and the answer continues with send-then-edit, as in groups.
+
+An answer may take over messages already in the chat (``adopt_message_ids``: one cut short
+by a restart, or one being regenerated); those the final text no longer needs are deleted.
 """
 
 from __future__ import annotations
@@ -153,6 +156,7 @@ class StreamEditor:
             except NetworkError as exc:  # TimedOut included; a lost final must be retried
                 logger.warning("final delivery to chat %s failed: %s", self._chat_id, exc)
                 await asyncio.sleep(0.5 * 2**attempt)
+        await self._drop_surplus()
         return self.message_ids
 
     async def aclose(self) -> None:
@@ -196,6 +200,27 @@ class StreamEditor:
                 except Exception:  # a missed checkpoint must not cost the answer itself
                     logger.exception("checkpoint of chat %s failed", self._chat_id)
 
+    async def _drop_surplus(self) -> None:
+        """Delete adopted messages beyond the final text's parts (it came out shorter)."""
+        needed = len(self._parts())
+        if self._dead or needed == 0 or len(self._sent) <= needed:
+            return
+        surplus = self._sent[needed:]
+        del self._sent[needed:]
+        for shown in surplus:
+            try:
+                await self._bot.delete_message(self._chat_id, shown.message_id)
+            except TelegramError as exc:
+                # Too old to delete, or already gone: it only shows stale text.
+                logger.info("could not delete message %s: %s", shown.message_id, exc)
+
+    def _parts(self) -> list[Rendered]:
+        """The newest text (and note) cut into the parts Telegram shows, empty ones left out."""
+        rendered = render_markdown(self.text)
+        if self._note:
+            rendered = append_note(rendered, self._note)
+        return [part for part in split_rendered(rendered) if part.text.strip()]
+
     def _pending(self) -> bool:
         """Whether Telegram shows something other than the newest text."""
         state = (self._version, self._note, self._final)
@@ -204,10 +229,7 @@ class StreamEditor:
     async def _sync_next_part(self) -> bool | None:
         """Make the first part that differs show what it should; None if none differs."""
         state = (self._version, self._note, self._final)
-        rendered = render_markdown(self.text)
-        if self._note:
-            rendered = append_note(rendered, self._note)
-        parts = [part for part in split_rendered(rendered) if part.text.strip()]
+        parts = self._parts()
         drafting = self._drafting()
         for index, part in enumerate(parts):
             last = index == len(parts) - 1

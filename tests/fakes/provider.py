@@ -12,6 +12,12 @@ The images endpoints (``POST /v1/images/generations``, JSON, and ``POST /v1/imag
 multipart, recorded in ``RecordedRequest.form`` and ``.files``) take the next script queued
 with ``enqueue_images``; unscripted, they answer ``n`` images of ``FAKE_PNG``, as base64 or,
 when ``response_format`` is "url", as URLs of this server (``GET /files/...``).
+Legacy completions (``POST /v1/completions``) and edits (``POST /v1/edits``) take the next
+queued script too. A completions script is made of the same steps, written as
+``text_completion`` chunks (``choices[].text``), or in seed 002's Reduce-Stream shape
+(``data: ["text"]`` … ``data: [DONE]``) when the request says ``Reduce-Stream: true``;
+unscripted, it echoes the prompt. An edits script is one ``EditAnswer`` or
+``ErrorResponse``; unscripted, the answer is ``"<instruction>: <input>"``.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import BodyPartReader, web
 
@@ -110,6 +116,13 @@ class JSONCompletion:
     finish: str = "stop"
 
 
+@dataclass(frozen=True, slots=True)
+class EditAnswer:
+    """A ``/v1/edits`` answer: ``choices[0].text``."""
+
+    text: str
+
+
 Step = (
     Chunk
     | Role
@@ -122,7 +135,10 @@ Step = (
     | Cut
     | ErrorResponse
     | JSONCompletion
+    | EditAnswer
 )
+
+Shape = Literal["chat", "completion"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +228,23 @@ def echo_script(request: RecordedRequest, *, pieces: int = 3) -> list[Step]:
     ]
 
 
+def completion_echo_script(request: RecordedRequest) -> list[Step]:
+    """The default completion: "echo: " + the prompt, in two chunks, with usage."""
+    body = request.json if isinstance(request.json, dict) else {}
+    text = f"echo: {body.get('prompt', '')}"
+    half = len(text) // 2
+    usage = (len(str(body.get("prompt", "")).split()), 2)
+    if not body.get("stream"):
+        return [JSONCompletion(text, usage=usage)]
+    return [Chunk(text[:half]), Chunk(text[half:]), Finish("stop"), UsageChunk(*usage), Done()]
+
+
+def edit_echo_script(request: RecordedRequest) -> list[Step]:
+    """The default edit: "<instruction>: <input>", so a test sees both arrived."""
+    body = request.json if isinstance(request.json, dict) else {}
+    return [EditAnswer(f"{body.get('instruction', '')}: {body.get('input', '')}")]
+
+
 def paced_stream(pieces: Sequence[str], seconds: float) -> list[Step]:
     """A streamed answer of ``pieces`` spread evenly over ``seconds``, the last at ``seconds``."""
     steps: list[Step] = [Role()]
@@ -258,6 +291,8 @@ class FakeProvider(LoopbackServer):
         app.router.add_post("/v1/images/generations", self._images)
         app.router.add_post("/v1/images/edits", self._images)
         app.router.add_get("/files/{name}", self._file)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/edits", self._edits)
 
     @property
     def base_url(self) -> str:
@@ -361,6 +396,22 @@ class FakeProvider(LoopbackServer):
         model = recorded.json.get("model", "") if isinstance(recorded.json, dict) else ""
         return await self._play(request, script, str(model), index, recorded.at)
 
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        index, recorded = await self._record(request)
+        script = self._scripts.popleft() if self._scripts else completion_echo_script(recorded)
+        model = recorded.json.get("model", "") if isinstance(recorded.json, dict) else ""
+        reduce = request.headers.get("Reduce-Stream", "").lower() == "true"
+        shape: Shape = "completion"
+        return await self._play(
+            request, script, str(model), index, recorded.at, shape=shape, reduce=reduce
+        )
+
+    async def _edits(self, request: web.Request) -> web.StreamResponse:
+        index, recorded = await self._record(request)
+        script = self._scripts.popleft() if self._scripts else edit_echo_script(recorded)
+        model = recorded.json.get("model", "") if isinstance(recorded.json, dict) else ""
+        return await self._play(request, script, str(model), index, recorded.at)
+
     async def _play(
         self,
         request: web.Request,
@@ -368,6 +419,9 @@ class FakeProvider(LoopbackServer):
         model: str,
         index: int,
         started: float,
+        *,
+        shape: Shape = "chat",
+        reduce: bool = False,
     ) -> web.StreamResponse:
         stream: web.StreamResponse | None = None
         for step in script:
@@ -376,16 +430,19 @@ class FakeProvider(LoopbackServer):
                     await asyncio.sleep(seconds)
                 case At(seconds):
                     await asyncio.sleep(max(0.0, started + seconds - time.monotonic()))
-                case ErrorResponse() | JSONCompletion():
+                case ErrorResponse() | JSONCompletion() | EditAnswer():
                     assert stream is None, f"{step!r} must come before any streamed step"
-                    return _complete(step, model)
+                    return _complete(step, model, shape)
                 case Cut():
                     if request.transport is not None:
                         request.transport.abort()
                     return stream or web.Response()
                 case _:
                     stream = stream or await _open_stream(request)
-                    await stream.write(_event(step, model))
+                    if shape == "chat":
+                        await stream.write(_event(step, model))
+                    else:
+                        await stream.write(_completion_event(step, model, reduce=reduce))
                     if isinstance(step, Chunk):
                         self.first_chunk_at.setdefault(index, time.monotonic())
         stream = stream or await _open_stream(request)
@@ -487,7 +544,56 @@ def _event(step: Step, model: str) -> bytes:
     return _chunk(model, [{"index": 0, "delta": delta, "finish_reason": None}])
 
 
-def _complete(step: ErrorResponse | JSONCompletion, model: str) -> web.Response:
+def _completion_event(step: Step, model: str, *, reduce: bool) -> bytes:
+    """A step of a ``/v1/completions`` stream, in the standard or the Reduce-Stream shape."""
+    match step:
+        case Chunk(text):
+            if reduce:
+                return b"data: " + json.dumps([text], ensure_ascii=False).encode() + b"\n\n"
+            choice: dict[str, object] = {"text": text, "index": 0, "finish_reason": None}
+        case Finish(reason):
+            if reduce:
+                return b""
+            choice = {"text": "", "index": 0, "finish_reason": reason}
+        case Role():
+            return b""  # completions have no role chunk
+        case UsageChunk() if reduce:
+            return b""
+        case _:
+            return _event(step, model)
+    payload = {
+        "id": "cmpl-fake",
+        "object": "text_completion",
+        "created": 0,
+        "model": model,
+        "choices": [choice],
+    }
+    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+
+def _complete(
+    step: ErrorResponse | JSONCompletion | EditAnswer, model: str, shape: Shape = "chat"
+) -> web.Response:
+    if isinstance(step, EditAnswer):
+        return web.json_response(
+            {
+                "object": "edit",
+                "created": 0,
+                "choices": [{"text": step.text, "index": 0}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
+    if isinstance(step, JSONCompletion) and shape == "completion":
+        choice = {"text": step.text, "index": 0, "logprobs": None, "finish_reason": step.finish}
+        return web.json_response(
+            {
+                "id": "cmpl-fake",
+                "object": "text_completion",
+                "created": 0,
+                "model": model,
+                "choices": [choice],
+            }
+        )
     if isinstance(step, JSONCompletion):
         body: dict[str, object] = {
             "id": "chatcmpl-fake",

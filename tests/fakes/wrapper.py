@@ -21,6 +21,13 @@ newest user message, followed by the chatcode. ``/send`` keeps ``files`` the sam
 (``{code: 0, data, message}``, ``data`` as given) or an ``ErrorResponse``. The document shows
 no answer, so unscripted requests get ``data`` as a list of OpenAI-like items, ``n`` of them,
 base64 or (``response_format: "url"``) links.
+
+Legacy completions: ``POST /openai/completions/stream`` and ``/sse`` (the same line protocol,
+without a chatcode) and ``POST /openai/completions`` (``CompletionAnswer``:
+``{code: 0, data: [text, ...], message}``); unscripted, they echo the prompt. Edits:
+``POST /openai/edits`` answers ``EditResult`` (``{code: 0, data: [text], message}``, the shape
+of the document's other plain answers, as it shows none), unscripted
+``"<instruction>: <input>"``. These routes take the same queue of scripts.
 """
 
 from __future__ import annotations
@@ -106,8 +113,34 @@ class ImageReply:
     data: object
 
 
+@dataclass(frozen=True, slots=True)
+class CompletionAnswer:
+    """``POST /openai/completions``' answer: ``{code: 0, data: [pieces...], message}``."""
+
+    pieces: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EditResult:
+    """``POST /openai/edits``' answer: ``{code: 0, data: [text], message}``."""
+
+    text: str
+
+
 WrapperStep = (
-    Piece | Code | End | ErrorLine | Line | ChatAnswer | SendAnswer | Delay | At | Raw | Cut
+    Piece
+    | Code
+    | End
+    | ErrorLine
+    | Line
+    | ChatAnswer
+    | SendAnswer
+    | CompletionAnswer
+    | EditResult
+    | Delay
+    | At
+    | Raw
+    | Cut
 ) | ErrorResponse
 
 # GET /openai/models, the document's "成功响应示例" verbatim.
@@ -213,6 +246,10 @@ class FakeWrapper(LoopbackServer):
         app.router.add_post("/send", self._send)
         app.router.add_get("/openai/models", self._models)
         app.router.add_post("/openai/image", self._image)
+        app.router.add_post("/openai/completions/stream", self._completions_stream)
+        app.router.add_post("/openai/completions/sse", self._completions_sse)
+        app.router.add_post("/openai/completions", self._completions_plain)
+        app.router.add_post("/openai/edits", self._edits)
 
     @property
     def base_url(self) -> str:
@@ -274,7 +311,42 @@ class FakeWrapper(LoopbackServer):
         self.files[file_id] += [text, answer]
         return [SendAnswer(answer, file_id)]
 
+    def echo_completion(self, body: object, route: Route) -> list[WrapperStep]:
+        """Complete a prompt with "echo: " + the prompt."""
+        fields = body if isinstance(body, dict) else {}
+        answer = f"echo: {fields.get('prompt', '')}"
+        half = len(answer) // 2
+        if route == "plain":
+            return [CompletionAnswer((answer,))]
+        return [Piece(answer[:half]), Piece(answer[half:]), End()]
+
     # --- routes -------------------------------------------------------------------------------
+
+    async def _completions_stream(self, request: web.Request) -> web.StreamResponse:
+        return await self._completion(request, "stream")
+
+    async def _completions_sse(self, request: web.Request) -> web.StreamResponse:
+        return await self._completion(request, "sse")
+
+    async def _completions_plain(self, request: web.Request) -> web.StreamResponse:
+        return await self._completion(request, "plain")
+
+    async def _completion(self, request: web.Request, route: Route) -> web.StreamResponse:
+        recorded = await self._record(request)
+        if self._scripts:
+            script: Sequence[WrapperStep] = self._scripts.popleft()
+        else:
+            script = self.echo_completion(recorded.json, route)
+        return await self._play(request, script, route, recorded.at)
+
+    async def _edits(self, request: web.Request) -> web.StreamResponse:
+        recorded = await self._record(request)
+        if self._scripts:
+            script: Sequence[WrapperStep] = self._scripts.popleft()
+        else:
+            fields = recorded.json if isinstance(recorded.json, dict) else {}
+            script = [EditResult(f"{fields.get('instruction', '')}: {fields.get('input', '')}")]
+        return await self._play(request, script, "plain", recorded.at)
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         return await self._chat(request, "stream")
@@ -352,6 +424,13 @@ class FakeWrapper(LoopbackServer):
                     assert stream is None, f"{step!r} must come before any streamed step"
                     data = {"chatcode": chatcode, "role": "assistant", "content": content}
                     return web.json_response({"code": 0, "data": data, "message": "响应成功"})
+                case CompletionAnswer(pieces):
+                    assert stream is None, f"{step!r} must come before any streamed step"
+                    body = {"code": 0, "data": list(pieces), "message": "响应成功"}
+                    return web.json_response(body)
+                case EditResult(text):
+                    assert stream is None, f"{step!r} must come before any streamed step"
+                    return web.json_response({"code": 0, "data": [text], "message": "响应成功"})
                 case SendAnswer(text, file_id):
                     assert stream is None, f"{step!r} must come before any streamed step"
                     return web.json_response({"text": text, "fileId": file_id})

@@ -1,0 +1,49 @@
+"""The stored side of a turn outside the conversation's context: /complete and /edit."""
+
+from __future__ import annotations
+
+from telegram import Message
+
+from bot.handlers.chat import Reply, conversation_key
+from bot.handlers.context import BotContext
+from bot.messages import Lang
+from bot.personas import chat_persona
+from bot.storage.store import MessageKind
+
+
+async def active_conversation_of(context: BotContext, message: Message, lang: Lang) -> int:
+    """Record the chat of ``message`` and return its active conversation under its persona."""
+    services = context.services
+    store = services.store
+    chat_id, thread_id = conversation_key(message)
+    await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang)
+    persona = await chat_persona(services.config, store, chat_id)
+    return await store.active_conversation(chat_id, persona=persona.name, thread_id=thread_id)
+
+
+async def begin_turn(
+    context: BotContext,
+    message: Message,
+    lang: Lang,
+    *,
+    prompt: str,
+    kind: MessageKind,
+    model: str,
+    user_id: int | None,
+) -> Reply:
+    """Store the user's turn and the empty answer, of ``kind``; return where it goes."""
+    store = context.services.store
+    chat_id, thread_id = conversation_key(message)
+    conversation = await active_conversation_of(context, message, lang)
+    await store.add_user_message(
+        conversation,
+        text=prompt,
+        user_id=user_id,
+        telegram_chat_id=chat_id,
+        telegram_message_id=message.message_id,
+        kind=kind,
+    )
+    answer_id = await store.start_answer(
+        conversation, telegram_chat_id=chat_id, model=model, kind=kind
+    )
+    return Reply(answer_id, conversation, chat_id, thread_id, message.message_id)
