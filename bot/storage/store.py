@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     CursorResult,
     Insert,
@@ -777,7 +778,8 @@ async def _begin_wave(
     recorded = {turn.start.chat_id: turn.start for turn in turns if turn.record_chat}
     if recorded:
         # Takes the chats' row locks (PostgreSQL) for the rest of the transaction.
-        await connection.execute(_upsert_chats(connection, list(recorded.values()), now))
+        rows = [_chat_row(start, now) for start in recorded.values()]
+        await connection.execute(_upsert_chats(connection), rows)
     choices = {
         row.id: ChatChoices(persona=row.persona, persona_prompt=row.prompt, model=row.model)
         for row in await connection.execute(
@@ -815,25 +817,10 @@ async def _begin_wave(
         # Looked up again under the locks: a concurrent /new may have opened one meanwhile.
         found = await _open_conversations(connection, chat_ids)
     fresh = [index for index in plans if stale(index, found)]
-    ended = [found[key].id for key in (_key_of(turns[i].start) for i in fresh) if key in found]
-    if ended:
-        await connection.execute(
-            update(CONVERSATIONS).where(CONVERSATIONS.c.id.in_(ended)).values(ended_at=now)
-        )
-    conversation_of: dict[int, int] = {}
-    if fresh:
-        rows = [
-            {
-                "chat_id": turns[i].start.chat_id,
-                "thread_id": turns[i].start.thread_id,
-                "user_id": turns[i].start.conversation_user_id,
-                "persona": plans[i].persona,
-                "started_at": now,
-            }
-            for i in fresh
-        ]
-        new_ids = await _insert_ids(connection, CONVERSATIONS, rows)
-        conversation_of.update(zip(fresh, new_ids, strict=True))
+    starts = {index: turns[index].start for index in fresh}
+    ended = [found[key].id for key in map(_key_of, starts.values()) if key in found]
+    personas = {index: plans[index].persona for index in fresh}
+    conversation_of = await _start_conversations(connection, starts, personas, ended, now)
     sessions: dict[int, dict[str, str]] = {}
     for index in plans:
         if index in conversation_of:
@@ -855,11 +842,13 @@ async def _begin_wave(
         for index, plan in plans.items()
         for row in _message_rows(turns[index].start, conversation_of[index], plan.model, now)
     ]
-    message_ids = iter(await _insert_ids(connection, MESSAGES, message_rows))
+    m = MESSAGES.c
+    message_ids = await _insert_ids(connection, MESSAGES, message_rows, m.conversation_id, m.role)
     for index, plan in plans.items():
         start = turns[index].start
-        user_message_id, answer_id = next(message_ids), next(message_ids)
         conversation_id = conversation_of[index]
+        user_message_id = message_ids[conversation_id, USER]
+        answer_id = message_ids[conversation_id, ASSISTANT]
         user_message = StoredMessage(
             id=user_message_id,
             conversation_id=conversation_id,
@@ -880,6 +869,35 @@ async def _begin_wave(
             provider_sessions=sessions.get(index, {}),
         )
     return outcomes
+
+
+async def _start_conversations(
+    connection: AsyncConnection,
+    starts: Mapping[int, TurnStart],
+    personas: Mapping[int, str],
+    ended: Sequence[int],
+    now: datetime,
+) -> dict[int, int]:
+    """End the conversations ``ended`` and open one for each turn in ``starts``, by index."""
+    if ended:
+        await connection.execute(
+            update(CONVERSATIONS).where(CONVERSATIONS.c.id.in_(ended)).values(ended_at=now)
+        )
+    if not starts:
+        return {}
+    rows = [
+        {
+            "chat_id": start.chat_id,
+            "thread_id": start.thread_id,
+            "user_id": start.conversation_user_id,
+            "persona": personas[index],
+            "started_at": now,
+        }
+        for index, start in starts.items()
+    ]
+    c = CONVERSATIONS.c
+    new_ids = await _insert_ids(connection, CONVERSATIONS, rows, c.chat_id, c.thread_id, c.user_id)
+    return {index: new_ids[_key_of(start)] for index, start in starts.items()}
 
 
 def _message_rows(
@@ -914,24 +932,10 @@ def _message_rows(
     return user, answer
 
 
-def _upsert_chats(
-    connection: AsyncConnection, starts: Sequence[TurnStart], now: datetime
-) -> Insert:
-    """Insert the chats, or update their type, title and language (None keeps the stored one)."""
+def _upsert_chats(connection: AsyncConnection) -> Insert:
+    """Insert a chat, or update its type, title and language (None keeps the stored one)."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(CHATS).values(
-        [
-            {
-                "id": start.chat_id,
-                "type": start.chat_type,
-                "title": start.title,
-                "language": start.language,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for start in starts
-        ]
-    )
+    statement = dialect.insert(CHATS)
     excluded = statement.excluded
     upsert = statement.on_conflict_do_update(
         index_elements=[CHATS.c.id],
@@ -943,6 +947,17 @@ def _upsert_chats(
         },
     )
     return cast("Insert", upsert)
+
+
+def _chat_row(start: TurnStart, now: datetime) -> dict[str, object]:
+    return {
+        "id": start.chat_id,
+        "type": start.chat_type,
+        "title": start.title,
+        "language": start.language,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 async def _open_conversations(
@@ -1030,13 +1045,19 @@ async def _histories(
 
 
 async def _insert_ids(
-    connection: AsyncConnection, table: Table, rows: Sequence[Mapping[str, object]]
-) -> list[int]:
-    """Insert ``rows`` (all with the same columns) and return their new ids, in order."""
-    result = await connection.execute(
-        insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
-    )
-    return [int(new_id) for new_id in result.scalars()]
+    connection: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, object]],
+    *key: Column[Any],
+) -> dict[tuple[Any, ...], int]:
+    """Insert ``rows`` (all with the same columns) and return their new ids by ``key``.
+
+    The key columns must tell the rows apart. Matching by key, not by position, lets every
+    database take the rows in one statement: SQLite does not promise RETURNING's order,
+    and SQLAlchemy would insert row by row to keep it.
+    """
+    result = await connection.execute(insert(table).returning(table.c.id, *key), rows)
+    return {tuple(row[1:]): int(row[0]) for row in result}
 
 
 def _message_ids(ids: list[int] | None, first: int | None) -> tuple[int, ...]:
