@@ -14,10 +14,13 @@ logger = logging.getLogger(__name__)
 
 # Telegram shows a chat action for about five seconds; renew it a little before that.
 RENEW_SECONDS = 4.5
+# An answer whose first text follows this soon needs no indicator: it would show for a
+# blink, and under a burst of messages the calls compete with the providers' requests.
+FIRST_ACTION_DELAY = 0.1
 
 
 class TypingIndicator:
-    """Shows "typing" in a chat until stopped."""
+    """Shows "typing" in a chat until stopped, unless stopped within ``FIRST_ACTION_DELAY``."""
 
     def __init__(self, bot: Bot, chat_id: int, thread_id: int | None = None) -> None:
         self._bot = bot
@@ -39,6 +42,7 @@ class TypingIndicator:
             self._task = None
 
     async def _run(self) -> None:
+        await asyncio.sleep(FIRST_ACTION_DELAY)
         while True:
             try:
                 await self._bot.send_chat_action(
