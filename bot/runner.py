@@ -15,7 +15,8 @@ from bot.handlers.help import register_commands
 from bot.messages import language_of, text
 from bot.providers.service import ProviderService
 from bot.services import Services
-from bot.storage.db import create_engine, migrate
+from bot.storage.db import create_engine
+from bot.storage.migrator import migrate_apart
 from bot.storage.store import Store
 from bot.streaming.editor import StreamEditor
 
@@ -28,7 +29,7 @@ PROVIDER_CONNECTIONS = 1024
 @asynccontextmanager
 async def running(config: Config) -> AsyncIterator[BotApplication]:
     """Migrate, connect and start polling; stop and close everything on exit."""
-    await migrate(config.database.url)
+    await migrate_apart(config.database.url)
     engine = create_engine(config.database.url)
     try:
         connector = aiohttp.TCPConnector(limit=PROVIDER_CONNECTIONS)
