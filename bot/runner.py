@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,15 +50,28 @@ async def running(config: Config) -> AsyncIterator[BotApplication]:
                     )
                     await application.start()
                     logger.info("bot @%s is running", application.bot.username)
+                    _freeze_start_up_objects()
                     try:
                         yield application
                     finally:
+                        gc.unfreeze()
                         await application.updater.stop()
                         await application.stop()
             finally:
                 await providers.aclose()
     finally:
         await engine.dispose()
+
+
+def _freeze_start_up_objects() -> None:
+    """Collect start-up garbage, then exempt what is left from every later collection.
+
+    Modules, configuration and the application live as long as the process. Left in the
+    collector's oldest generation, they make each full collection walk about 100,000
+    objects (some 50 ms), a pause that hits every chat at once, usually in a burst.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def recover_interrupted(services: Services, application: BotApplication) -> None:
