@@ -730,3 +730,28 @@ async def test_checkpoints_and_finishes_arriving_together_share_one_commit(
         (900,),
     )
     assert (finished.content, finished.status) == ("done", MessageStatus.COMPLETE)
+
+
+async def test_turns_racing_a_new_conversation_leave_one_open_conversation(
+    store: Store, engine: AsyncEngine
+) -> None:
+    await store.begin_turn(_turn(text="first"), _default_plan)
+
+    def pirate(chat: ChatChoices) -> TurnPlan:
+        return TurnPlan("pirate", "Arr.", "gpt-test")
+
+    turn, fresh = await asyncio.gather(
+        store.begin_turn(_turn(text="switch"), pirate),
+        store.new_conversation(CHAT, persona="default"),
+    )
+
+    async with engine.connect() as connection:
+        open_ids = (
+            await connection.scalars(
+                select(Conversation.id).where(
+                    Conversation.chat_id == CHAT, Conversation.ended_at.is_(None)
+                )
+            )
+        ).all()
+    assert len(open_ids) == 1
+    assert open_ids[0] in {turn.conversation_id, fresh}
