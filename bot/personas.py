@@ -28,9 +28,19 @@ def custom_name(chat_id: int) -> str:
 async def chat_persona(config: Config, store: Store, chat_id: int) -> ChatPersona:
     """The chat's chosen persona, falling back to the default one."""
     name = await store.chat_persona(chat_id)
+    custom_prompt = None
     if name is not None and name.startswith(CUSTOM_PREFIX):
-        prompt = await store.persona_prompt(name)
-        if prompt is not None:
-            return ChatPersona(name, prompt, custom=True)
+        custom_prompt = await store.persona_prompt(name)
+    return persona_of(config, name, custom_prompt)
+
+
+def persona_of(config: Config, name: str | None, stored_prompt: str | None) -> ChatPersona:
+    """The persona in force for a chat that chose ``name`` (None for the default).
+
+    ``stored_prompt`` is the prompt stored under ``name``; only a custom persona uses it,
+    and a custom one that lost its prompt falls back to the default.
+    """
+    if name is not None and name.startswith(CUSTOM_PREFIX) and stored_prompt is not None:
+        return ChatPersona(name, stored_prompt, custom=True)
     persona = config.persona(name)
     return ChatPersona(persona.name, persona.prompt)

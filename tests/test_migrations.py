@@ -7,6 +7,7 @@ import re
 import sqlite3
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -14,6 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 
 from bot.storage.db import alembic_config, create_engine, migrate, migrations_path
+from bot.storage.migrator import MigrationError, migrate_apart
 from bot.storage.models import Base
 from tests.fakes.databases import sqlite_url
 
@@ -181,3 +183,29 @@ def test_revisions_are_numbered_in_one_line_and_named_by_their_number() -> None:
         assert revision.path is not None
         assert re.fullmatch(rf"{revision.revision}_\w+\.py", Path(revision.path).name)
     assert (migrations_path() / "env.py").is_file()
+
+
+async def test_migrating_in_a_child_process_brings_the_database_to_the_newest_revision(
+    database_url: str,
+) -> None:
+    await migrate_apart(database_url)
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            differences = await connection.run_sync(_schema_differences)
+    finally:
+        await engine.dispose()
+    assert differences == []
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    assert await _version(database_url) == head
+
+
+async def test_a_migration_that_fails_in_the_child_process_raises_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a directory")
+
+    with pytest.raises(MigrationError, match="exit status"):
+        await migrate_apart(sqlite_url(blocker / "inside"))

@@ -5,17 +5,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import event, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import PersonaConfig
 from bot.providers.base import Usage
 from bot.storage.db import create_engine, migrate
 from bot.storage.models import Chat, Conversation, Message, Persona
-from bot.storage.store import MessageKind, MessageStatus, Store
+from bot.storage.store import (
+    BegunTurn,
+    ChatChoices,
+    MessageKind,
+    MessageStatus,
+    Store,
+    TurnPlan,
+    TurnStart,
+)
 
 CHAT = 100
 TG_CHAT = 100
@@ -525,3 +534,250 @@ async def test_an_unchanged_chat_costs_no_query_and_a_changed_one_is_updated(
     async with engine.connect() as connection:
         row = (await connection.execute(select(Chat.type, Chat.title))).one()
     assert tuple(row) == ("supergroup", "New title")
+
+
+def _default_plan(chat: ChatChoices) -> TurnPlan:
+    """The chat's persona (its stored prompt, if any) and model, with defaults."""
+    return TurnPlan(
+        persona=chat.persona or "default",
+        prompt=chat.persona_prompt or "Be helpful.",
+        model=chat.model or "gpt-test",
+    )
+
+
+def _turn(chat_id: int = CHAT, text: str = "hello", **details: Any) -> TurnStart:
+    return TurnStart(
+        chat_id=chat_id,
+        chat_type=details.pop("chat_type", "private"),
+        text=text,
+        history_limit=details.pop("history_limit", 10),
+        user_id=details.pop("user_id", 7),
+        telegram_message_id=details.pop("telegram_message_id", 55),
+        **details,
+    )
+
+
+def _count_commits(engine: AsyncEngine) -> list[int]:
+    commits: list[int] = []
+    event.listen(engine.sync_engine, "commit", lambda _connection: commits.append(1))
+    return commits
+
+
+async def test_begin_turn_records_the_chat_the_user_message_and_a_streaming_answer(
+    store: Store, engine: AsyncEngine
+) -> None:
+    turn = await store.begin_turn(
+        _turn(text="hi there", title="Me", language="zh", thread_id=None), _default_plan
+    )
+
+    assert turn.plan == TurnPlan("default", "Be helpful.", "gpt-test")
+    assert [(m.id, m.role, m.content) for m in turn.history] == [
+        (turn.user_message_id, "user", "hi there")
+    ]
+    assert turn.provider_sessions == {}
+    user = await store.get_message(turn.user_message_id)
+    answer = await store.get_message(turn.answer_id)
+    assert user is not None
+    assert answer is not None
+    assert (user.conversation_id, user.status, user.telegram_message_ids) == (
+        turn.conversation_id,
+        MessageStatus.COMPLETE,
+        (55,),
+    )
+    assert (answer.conversation_id, answer.role, answer.content, answer.status) == (
+        turn.conversation_id,
+        "assistant",
+        "",
+        MessageStatus.STREAMING,
+    )
+    assert turn.user_message_id < turn.answer_id
+    async with engine.connect() as connection:
+        chat = (await connection.execute(select(Chat.type, Chat.title, Chat.language))).one()
+        model = await connection.scalar(select(Message.model).where(Message.id == turn.answer_id))
+    assert tuple(chat) == ("private", "Me", "zh")
+    assert model == "gpt-test"
+    assert await store.chat_language(CHAT) == "zh"
+
+
+async def test_begin_turn_plans_from_the_chats_persona_its_prompt_and_model(
+    store: Store, engine: AsyncEngine
+) -> None:
+    await store.ensure_chat(CHAT, "private")
+    await store.save_persona("chat:100", "Rhyme.")
+    await store.set_chat_persona(CHAT, "chat:100")
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE chats SET model = 'chosen-model'"))
+    seen: list[ChatChoices] = []
+
+    def plan(chat: ChatChoices) -> TurnPlan:
+        seen.append(chat)
+        return _default_plan(chat)
+
+    turn = await store.begin_turn(_turn(), plan)
+
+    assert seen == [ChatChoices(persona="chat:100", persona_prompt="Rhyme.", model="chosen-model")]
+    assert turn.plan == TurnPlan("chat:100", "Rhyme.", "chosen-model")
+    assert await store.active_conversation(CHAT, persona="chat:100") == turn.conversation_id
+
+
+async def test_next_turn_continues_the_conversation_with_its_usable_history(
+    store: Store,
+) -> None:
+    first = await store.begin_turn(_turn(text="one"), _default_plan)
+    await store.finish_answer(first.answer_id, text="answer one", status=MessageStatus.COMPLETE)
+    failed = await store.begin_turn(_turn(text="two"), _default_plan)
+    await store.finish_answer(failed.answer_id, text="", status=MessageStatus.ERROR)
+    await store.set_provider_session(first.conversation_id, "wrapper", "code-1")
+
+    third = await store.begin_turn(_turn(text="three", history_limit=3), _default_plan)
+
+    assert third.conversation_id == first.conversation_id
+    assert [(m.role, m.content) for m in third.history] == [
+        ("assistant", "answer one"),
+        ("user", "two"),
+        ("user", "three"),
+    ]
+    assert third.history == tuple(await store.history(third.conversation_id, limit=3))
+    assert third.provider_sessions == {"wrapper": "code-1"}
+
+
+async def test_begin_turn_under_another_persona_ends_the_conversation_and_starts_one(
+    store: Store, engine: AsyncEngine
+) -> None:
+    first = await store.begin_turn(_turn(text="one"), _default_plan)
+
+    def pirate(chat: ChatChoices) -> TurnPlan:
+        return TurnPlan("pirate", "Arr.", "gpt-test")
+
+    second = await store.begin_turn(_turn(text="two"), pirate)
+
+    assert second.conversation_id != first.conversation_id
+    assert [m.content for m in second.history] == ["two"]
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(Conversation).order_by(Conversation.id))).all()
+    assert [(r.persona, r.ended_at is None) for r in rows] == [
+        ("default", False),
+        ("pirate", True),
+    ]
+
+
+async def test_begin_turn_keeps_topics_apart_and_follows_a_new_conversation(
+    store: Store,
+) -> None:
+    general = await store.begin_turn(_turn(text="general"), _default_plan)
+    topic = await store.begin_turn(_turn(text="topic", thread_id=5), _default_plan)
+    fresh = await store.new_conversation(CHAT, persona="default")
+
+    after = await store.begin_turn(_turn(text="after /new"), _default_plan)
+
+    assert len({general.conversation_id, topic.conversation_id, fresh}) == 3
+    assert after.conversation_id == fresh
+    assert [m.content for m in after.history] == ["after /new"]
+    again = await store.begin_turn(_turn(text="topic again", thread_id=5), _default_plan)
+    assert again.conversation_id == topic.conversation_id
+
+
+async def test_turns_arriving_together_share_one_commit_and_keep_their_order(
+    store: Store, engine: AsyncEngine
+) -> None:
+    await store.begin_turn(_turn(chat_id=1, text="earlier"), _default_plan)
+    commits = _count_commits(engine)
+    starts = [_turn(chat_id=chat_id, text=f"to {chat_id}") for chat_id in range(1, 21)]
+    # Two turns of chat 1's conversation in the same batch: the second sees the first.
+    starts.append(_turn(chat_id=1, text="to 1 again"))
+
+    turns = await asyncio.gather(*(store.begin_turn(start, _default_plan) for start in starts))
+
+    assert len(commits) == 1
+    assert len({turn.conversation_id for turn in turns}) == 20
+    assert [m.content for m in turns[0].history] == ["earlier", "to 1"]
+    assert [m.content for m in turns[-1].history] == ["earlier", "to 1", "to 1 again"]
+    for start, turn in zip(starts[1:20], turns[1:20], strict=True):
+        assert [m.content for m in turn.history] == [start.text]
+        stored = await store.get_message(turn.user_message_id)
+        assert stored is not None
+        assert (stored.content, stored.telegram_chat_id) == (start.text, start.chat_id)
+        answer = await store.get_message(turn.answer_id)
+        assert answer is not None
+        assert (answer.conversation_id, answer.status) == (
+            turn.conversation_id,
+            MessageStatus.STREAMING,
+        )
+
+
+async def test_a_turn_that_fails_in_a_shared_transaction_fails_alone(
+    store: Store, engine: AsyncEngine
+) -> None:
+    def refuse(chat: ChatChoices) -> TurnPlan:
+        raise ValueError("no persona")
+
+    good = [_turn(chat_id=chat_id) for chat_id in (1, 2, 3)]
+    # A chat without a type breaks the chats' NOT NULL constraint: the database refuses it.
+    broken = _turn(chat_id=4, chat_type=cast(str, None))
+    calls = [store.begin_turn(start, _default_plan) for start in good]
+    calls.append(store.begin_turn(_turn(chat_id=5), refuse))
+    calls.append(store.begin_turn(broken, _default_plan))
+
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+
+    assert all(isinstance(outcome, BegunTurn) for outcome in outcomes[:3])
+    assert isinstance(outcomes[3], ValueError)
+    assert isinstance(outcomes[4], IntegrityError)
+    async with engine.connect() as connection:
+        chats = (await connection.scalars(select(Chat.id).order_by(Chat.id))).all()
+        users = (
+            await connection.scalars(
+                select(Message.telegram_chat_id).where(Message.role == "user").order_by(Message.id)
+            )
+        ).all()
+    assert list(users) == [1, 2, 3]
+    assert 4 not in chats
+
+
+async def test_checkpoints_and_finishes_arriving_together_share_one_commit(
+    store: Store, engine: AsyncEngine
+) -> None:
+    turns = [await store.begin_turn(_turn(chat_id=chat_id), _default_plan) for chat_id in (1, 2)]
+    commits = _count_commits(engine)
+
+    await asyncio.gather(
+        store.checkpoint_answer(turns[0].answer_id, "so far", [900]),
+        store.finish_answer(turns[1].answer_id, text="done", status=MessageStatus.COMPLETE),
+    )
+
+    assert len(commits) == 1
+    checkpointed = await store.get_message(turns[0].answer_id)
+    finished = await store.get_message(turns[1].answer_id)
+    assert checkpointed is not None
+    assert finished is not None
+    assert (checkpointed.content, checkpointed.status, checkpointed.telegram_message_ids) == (
+        "so far",
+        MessageStatus.STREAMING,
+        (900,),
+    )
+    assert (finished.content, finished.status) == ("done", MessageStatus.COMPLETE)
+
+
+async def test_turns_racing_a_new_conversation_leave_one_open_conversation(
+    store: Store, engine: AsyncEngine
+) -> None:
+    await store.begin_turn(_turn(text="first"), _default_plan)
+
+    def pirate(chat: ChatChoices) -> TurnPlan:
+        return TurnPlan("pirate", "Arr.", "gpt-test")
+
+    turn, fresh = await asyncio.gather(
+        store.begin_turn(_turn(text="switch"), pirate),
+        store.new_conversation(CHAT, persona="default"),
+    )
+
+    async with engine.connect() as connection:
+        open_ids = (
+            await connection.scalars(
+                select(Conversation.id).where(
+                    Conversation.chat_id == CHAT, Conversation.ended_at.is_(None)
+                )
+            )
+        ).all()
+    assert len(open_ids) == 1
+    assert open_ids[0] in {turn.conversation_id, fresh}

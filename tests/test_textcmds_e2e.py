@@ -11,7 +11,7 @@ from bot.handlers.edit import REWRITE_PROMPT
 from bot.storage.db import create_engine
 from bot.storage.models import Message
 from tests.factories import MODEL
-from tests.fakes.provider import Chunk, Delay, Done, ErrorResponse, Finish, Role
+from tests.fakes.provider import Chunk, Delay, Done, EditAnswer, ErrorResponse, Finish, Role
 from tests.test_chat_e2e import bot_texts, streamed, until
 
 USER = 42
@@ -180,9 +180,11 @@ async def test_edit_with_an_edits_model_uses_the_edits_endpoint(
     telegram, provider, config_for, start_bot
 ):
     config = config_for(streaming={"drafts": False}, models={"chat": MODEL, "edits": EDITS_MODEL})
+    edited = "make it formal: hey dude, what's up?"
+    # Long enough for "typing…" to be shown while the edit is made.
+    provider.enqueue(Delay(0.5), EditAnswer(edited))
     async with start_bot(config):
         telegram.user_sends("/edit make it formal\nhey dude, what's up?")
-        edited = "make it formal: hey dude, what's up?"  # the fake's edit: instruction: input
         await until(lambda: edited in bot_texts(telegram))
     (request,) = provider.requests
     assert request.path == "/v1/edits"

@@ -22,8 +22,8 @@ from bot.context import build_messages, estimate_tokens, message_tokens
 from bot.errors import ContextTooLong, InputError, ProviderError
 from bot.handlers.context import BotContext
 from bot.messages import Lang, cut_note, language_of, text, user_message
-from bot.model_choice import effective_model
-from bot.personas import chat_persona
+from bot.model_choice import resolve_model
+from bot.personas import chat_persona, persona_of
 from bot.providers.base import (
     ChatMessage,
     ChatRequest,
@@ -34,7 +34,7 @@ from bot.providers.base import (
     Usage,
 )
 from bot.providers.service import user_tag
-from bot.storage.store import MessageKind, MessageStatus
+from bot.storage.store import ChatChoices, MessageKind, MessageStatus, TurnPlan, TurnStart
 from bot.streaming.editor import StreamEditor
 from bot.streaming.typing import TypingIndicator
 from bot.vision import stored_text, with_images
@@ -148,23 +148,38 @@ async def _answer_in_turn(
     store = services.store
     user_id = update.effective_user.id if update.effective_user else None
     chat_id, thread_id = conversation_key(message)
-    await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang)
-    persona = await chat_persona(config, store, chat_id)
-    conversation = await store.active_conversation(
-        chat_id, persona=persona.name, thread_id=thread_id
+
+    def plan(chat: ChatChoices) -> TurnPlan:
+        persona = persona_of(config, chat.persona, chat.persona_prompt)
+        return TurnPlan(
+            persona=persona.name,
+            prompt=persona.prompt,
+            model=resolve_model(
+                config.models, "chat", chat_choice=chat.model, admin_default=chat.default_model
+            ),
+        )
+
+    # One transaction (shared with the messages that arrived alongside) stores the user's
+    # turn and the empty answer before the provider is asked.
+    begun = await store.begin_turn(
+        TurnStart(
+            chat_id=chat_id,
+            chat_type=message.chat.type,
+            title=message.chat.title,
+            language=lang,
+            thread_id=thread_id,
+            user_id=user_id,
+            telegram_message_id=message.message_id,
+            text=stored_text(prompt, images),
+            history_limit=config.context.max_messages,
+        ),
+        plan,
     )
-    await store.add_user_message(
-        conversation,
-        text=stored_text(prompt, images),
-        user_id=user_id,
-        telegram_chat_id=chat_id,
-        telegram_message_id=message.message_id,
-    )
-    history = await store.history(conversation, limit=config.context.max_messages)
+    conversation, answer_id, history = begun.conversation_id, begun.answer_id, begun.history
     request = ChatRequest(
-        model=await effective_model(services, chat_id, "chat"),
+        model=begun.plan.model,
         messages=build_messages(
-            persona.prompt,
+            begun.plan.prompt,
             [ChatMessage("user" if m.role == "user" else "assistant", m.content) for m in history],
             max_messages=config.context.max_messages,
             max_tokens=config.context.max_tokens,
@@ -172,13 +187,8 @@ async def _answer_in_turn(
         user=user_tag(user_id) if user_id is not None else None,
     )
     request = with_images(request, prompt, images)
-    answer_id = await store.start_answer(
-        conversation, telegram_chat_id=chat_id, model=request.model
-    )
     # Providers that keep the context themselves (the wrapper kind) get their own id back.
-    sessions: dict[str, str] = {}
-    if services.providers.keeps_sessions:
-        sessions = await store.provider_sessions(conversation)
+    sessions = dict(begun.provider_sessions) if services.providers.keeps_sessions else {}
     await stream_reply(
         context,
         Reply(answer_id, conversation, chat_id, thread_id, message.message_id),

@@ -297,7 +297,10 @@ async def _produce(update: Update, context: BotContext, job: _Job, lang: Lang) -
     answer_id = await store.start_answer(
         conversation, telegram_chat_id=chat_id, model=job.model, kind=job.kind
     )
-    uploading = TypingIndicator(context.bot, chat_id, thread_id, action=ChatAction.UPLOAD_PHOTO)
+    # Pictures take seconds, never a blink: the indicator goes up at once.
+    uploading = TypingIndicator(
+        context.bot, chat_id, thread_id, action=ChatAction.UPLOAD_PHOTO, delay=0.0
+    )
     uploading.start()
     try:
         images = await job.make()

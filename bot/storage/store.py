@@ -3,20 +3,42 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Update, and_, or_, select, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    CursorResult,
+    Insert,
+    Row,
+    Table,
+    Update,
+    and_,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import PersonaConfig
 from bot.providers.base import Usage
 from bot.storage.models import Chat, Conversation, Message, ModelDefault, Persona, utcnow
+
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 # Chats whose stored details are known to be current; past this many the memory is reset.
 KNOWN_CHATS = 10_000
@@ -58,6 +80,14 @@ CONTEXT_STATUSES = (
 )
 
 
+# The tables themselves, for Core statements on the hot path (no ORM objects).
+CHATS = cast(Table, Chat.__table__)
+PERSONAS = cast(Table, Persona.__table__)
+CONVERSATIONS = cast(Table, Conversation.__table__)
+MESSAGES = cast(Table, Message.__table__)
+MODEL_DEFAULTS = cast(Table, ModelDefault.__table__)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
     """A message as read back from the database."""
@@ -70,8 +100,78 @@ class StoredMessage:
     telegram_chat_id: int
     telegram_message_ids: tuple[int, ...]
     created_at: datetime
-    kind: str = MessageKind.CHAT
+    kind: MessageKind = MessageKind.CHAT
     user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStart:
+    """A user's message that asks for an answer, with the chat it came from."""
+
+    chat_id: int
+    chat_type: str
+    text: str
+    history_limit: int
+    title: str | None = None
+    language: str | None = None
+    thread_id: int | None = None
+    user_id: int | None = None
+    telegram_message_id: int | None = None
+    # Set for a conversation of its own per user; None for the chat's (or topic's) one.
+    conversation_user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatChoices:
+    """What a chat chose, as stored: a persona (and its stored prompt) and a model."""
+
+    persona: str | None
+    persona_prompt: str | None
+    model: str | None
+    # The bot admins' default chat model, over the configuration's.
+    default_model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPlan:
+    """The persona and model a turn is answered with, decided from the chat's choices."""
+
+    persona: str
+    prompt: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class BegunTurn:
+    """Everything the answer needs once the user's message is stored."""
+
+    plan: TurnPlan
+    conversation_id: int
+    user_message_id: int
+    answer_id: int
+    # Usable context, oldest first, ending with the user's new message.
+    history: tuple[StoredMessage, ...]
+    # The conversation's provider session by provider name (at most one entry).
+    provider_sessions: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchItem(Generic[T]):
+    """One queued write: the work to run in a transaction, and the caller waiting for it."""
+
+    work: Callable[[AsyncConnection], Awaitable[T]]
+    done: asyncio.Future[T]
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingTurn:
+    """A ``begin_turn`` waiting for the next shared transaction."""
+
+    start: TurnStart
+    plan: Callable[[ChatChoices], TurnPlan]
+    # False when the chat's details are known to be stored already.
+    record_chat: bool
+    done: asyncio.Future[BegunTurn]
 
 
 class Store:
@@ -82,7 +182,12 @@ class Store:
         # SQLite has one writer at a time. Writers queued on its file lock poll and can
         # give up ("database is locked") under a burst; queued here they just wait their turn.
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._engine = engine
         self._known_chats: dict[int, tuple[str, str | None, str | None]] = {}
+        # Writes waiting for the next shared transaction, and the task committing them.
+        self._batch: list[_BatchItem[Any]] = []
+        self._turns: list[_PendingTurn] = []
+        self._batch_writer: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncSession]:
@@ -91,6 +196,111 @@ class Store:
             if self._write_turn is not None:
                 await stack.enter_async_context(self._write_turn)
             yield await stack.enter_async_context(self._sessions.begin())
+
+    async def _write_batched(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``work`` in a transaction shared with the writes queued alongside it."""
+        item: _BatchItem[T] = _BatchItem(work, asyncio.get_running_loop().create_future())
+        self._batch.append(item)
+        self._wake_writer()
+        return await item.done
+
+    def _wake_writer(self) -> None:
+        if self._batch_writer is None:
+            self._batch_writer = asyncio.create_task(self._write_batches(), name="store-batch")
+
+    async def _write_batches(self) -> None:
+        """Commit queued writes, a batch at a time, until none are left.
+
+        Messages arriving together (one getUpdates batch) then cost a few statements and one
+        commit between them, and the last does not wait behind the others' commits. If the
+        shared transaction fails, each write is retried alone, so an error belongs to its
+        own write.
+        """
+        turns: list[_PendingTurn] = []
+        works: list[_BatchItem[Any]] = []
+        try:
+            while self._turns or self._batch:
+                turns, self._turns = self._turns, []
+                works, self._batch = self._batch, []
+                if len(turns) + len(works) > 1 and await self._run_together(turns, works):
+                    continue
+                for turn in turns:
+                    await self._begin_alone(turn)
+                for item in works:
+                    await self._run_alone(item)
+        except BaseException:
+            # Cancelled (the loop is closing): nobody may wait forever for a write.
+            for turn in (*turns, *self._turns):
+                turn.done.cancel()
+            for item in (*works, *self._batch):
+                item.done.cancel()
+            self._turns, self._batch = [], []
+            raise
+        finally:
+            self._batch_writer = None
+
+    async def _run_together(
+        self, turns: Sequence[_PendingTurn], works: Sequence[_BatchItem[Any]]
+    ) -> bool:
+        """Run every queued write in one transaction; False (nothing kept) if it failed."""
+        try:
+            async with self._core_writing() as connection:
+                outcomes = await _begin_turns(connection, turns) if turns else []
+                results = [await item.work(connection) for item in works]
+        except Exception:  # each write is retried alone and fails on its own
+            logger.debug("a shared write transaction failed; retrying its writes alone")
+            return False
+        for turn, outcome in zip(turns, outcomes, strict=True):
+            _settle(turn.done, outcome)
+        for item, result in zip(works, results, strict=True):
+            _settle(item.done, result)
+        return True
+
+    async def _begin_alone(self, turn: _PendingTurn) -> None:
+        try:
+            async with self._core_writing() as connection:
+                [outcome] = await _begin_turns(connection, [turn])
+        except Exception as exc:  # handed to the caller waiting for it
+            outcome = exc
+        _settle(turn.done, outcome)
+
+    async def _run_alone(self, item: _BatchItem[Any]) -> None:
+        try:
+            async with self._core_writing() as connection:
+                result = await item.work(connection)
+        except Exception as exc:  # handed to the caller waiting for it
+            result = exc
+        _settle(item.done, result)
+
+    @asynccontextmanager
+    async def _core_writing(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction on a plain connection (Core statements), taken in turn."""
+        async with AsyncExitStack() as stack:
+            if self._write_turn is not None:
+                await stack.enter_async_context(self._write_turn)
+            yield await stack.enter_async_context(self._engine.begin())
+
+    async def begin_turn(
+        self, start: TurnStart, plan: Callable[[ChatChoices], TurnPlan]
+    ) -> BegunTurn:
+        """Record the chat, store the user's message and the empty answer, in one transaction.
+
+        ``plan`` decides the persona and model from what the chat chose (it is called inside
+        the transaction, so it must not block). The conversation is the open one for the
+        chat (and topic) if it has the planned persona, else a new one. The user's message
+        is committed when this returns, before any provider is asked.
+        """
+        details = (start.chat_type, start.title, start.language)
+        known = self._known_chats.get(start.chat_id) == details
+        future: asyncio.Future[BegunTurn] = asyncio.get_running_loop().create_future()
+        self._turns.append(_PendingTurn(start, plan, not known, future))
+        self._wake_writer()
+        turn = await future
+        if not known:
+            if len(self._known_chats) >= KNOWN_CHATS:
+                self._known_chats.clear()
+            self._known_chats[start.chat_id] = details
+        return turn
 
     async def sync_personas(self, personas: Sequence[PersonaConfig]) -> None:
         """Insert or update the configured personas by name; others are left as they are."""
@@ -331,13 +541,17 @@ class Store:
         """Save the text streamed so far (and the Telegram messages it occupies, if given)."""
         values: dict[str, object] = {"content": text, "updated_at": utcnow()}
         values.update(_telegram_ids(telegram_message_ids))
-        async with self._writing() as session:
-            # Only while streaming: a late checkpoint must not overwrite the final text.
-            await session.execute(
-                update(Message)
-                .where(Message.id == message_id, Message.status == MessageStatus.STREAMING)
-                .values(values)
-            )
+        # Only while streaming: a late checkpoint must not overwrite the final text.
+        statement = (
+            update(MESSAGES)
+            .where(MESSAGES.c.id == message_id, MESSAGES.c.status == MessageStatus.STREAMING)
+            .values(values)
+        )
+
+        async def work(connection: AsyncConnection) -> None:
+            await connection.execute(statement)
+
+        await self._write_batched(work)
 
     async def finish_answer(
         self,
@@ -376,10 +590,14 @@ class Store:
             values["model"] = model
         if provider is not None:
             values["provider"] = provider
-        async with self._writing() as session:
-            await session.execute(update(Message).where(Message.id == message_id).values(values))
+        statement = update(MESSAGES).where(MESSAGES.c.id == message_id).values(values)
+
+        async def work(connection: AsyncConnection) -> None:
+            await connection.execute(statement)
             if provider is not None and text and status in CONTEXT_STATUSES:
-                await _drop_stale_session(session, message_id, provider)
+                await _drop_stale_session(connection, message_id, provider)
+
+        await self._write_batched(work)
 
     async def history(
         self, conversation_id: int, *, limit: int, upto: int | None = None
@@ -390,29 +608,9 @@ class Store:
         """
         if limit <= 0:
             return []
-        usable = or_(
-            Message.role == USER,
-            and_(
-                Message.role == ASSISTANT,
-                Message.content != "",
-                Message.status.in_(CONTEXT_STATUSES),
-            ),
-        )
-        query = (
-            select(Message)
-            .where(
-                Message.conversation_id == conversation_id,
-                Message.kind == MessageKind.CHAT,
-                usable,
-            )
-            .order_by(Message.id.desc())
-            .limit(limit)
-        )
-        if upto is not None:
-            query = query.where(Message.id <= upto)
-        async with self._sessions() as session:
-            rows = (await session.scalars(query)).all()
-        return [_stored(row) for row in reversed(rows)]
+        async with self._engine.connect() as connection:
+            histories = await _histories(connection, {conversation_id: limit}, upto=upto)
+        return histories.get(conversation_id, [])
 
     async def last_exchange(
         self, conversation_id: int
@@ -589,21 +787,18 @@ async def _update(session: AsyncSession, statement: Update) -> int:
     return result.rowcount
 
 
-async def _drop_stale_session(session: AsyncSession, message_id: int, provider: str) -> None:
+async def _drop_stale_session(connection: AsyncConnection, message_id: int, provider: str) -> None:
     """Clear the provider session of the answer's conversation unless ``provider`` owns it."""
     # Completions and edits are not part of the conversation a provider keeps.
     conversation_id = (
-        select(Message.conversation_id)
-        .where(Message.id == message_id, Message.kind == MessageKind.CHAT)
+        select(MESSAGES.c.conversation_id)
+        .where(MESSAGES.c.id == message_id, MESSAGES.c.kind == MessageKind.CHAT)
         .scalar_subquery()
     )
-    await session.execute(
-        update(Conversation)
-        .where(
-            Conversation.id == conversation_id,
-            Conversation.provider_session_owner.is_not(None),
-            Conversation.provider_session_owner != provider,
-        )
+    owner = CONVERSATIONS.c.provider_session_owner
+    await connection.execute(
+        update(CONVERSATIONS)
+        .where(CONVERSATIONS.c.id == conversation_id, owner.is_not(None), owner != provider)
         .values(provider_session=None, provider_session_owner=None)
     )
 
@@ -636,6 +831,364 @@ async def _add_conversation(
     return conversation.id
 
 
+def _settle(future: asyncio.Future[Any], outcome: object) -> None:
+    """Hand a write's result (or its exception) to its caller, unless it stopped waiting."""
+    if future.done():
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+ConversationKey = tuple[int, int | None, int | None]
+
+
+def _key_of(start: TurnStart) -> ConversationKey:
+    return (start.chat_id, start.thread_id, start.conversation_user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenConversation:
+    id: int
+    persona: str
+    session_owner: str | None
+    session: str | None
+
+
+async def _begin_turns(
+    connection: AsyncConnection, turns: Sequence[_PendingTurn]
+) -> list[BegunTurn | Exception]:
+    """The statements of ``Store.begin_turn`` for many turns, in the caller's transaction.
+
+    Turns of one conversation go in separate waves, in order, so the later one sees the
+    earlier one's messages; each wave costs a handful of statements however many it holds.
+    """
+    outcomes: list[BegunTurn | Exception] = [LookupError("not begun")] * len(turns)
+    for wave in _waves(turns):
+        begun = await _begin_wave(connection, [turns[index] for index in wave])
+        for index, outcome in zip(wave, begun, strict=True):
+            outcomes[index] = outcome
+    return outcomes
+
+
+def _waves(turns: Sequence[_PendingTurn]) -> list[list[int]]:
+    """Indexes of ``turns`` in groups where no conversation key appears twice."""
+    waves: list[tuple[set[ConversationKey], list[int]]] = []
+    for index, turn in enumerate(turns):
+        key = _key_of(turn.start)
+        # After the last wave holding this key, so that its turns keep their order.
+        first = max((n + 1 for n, (keys, _) in enumerate(waves) if key in keys), default=0)
+        if first == len(waves):
+            waves.append((set(), []))
+        keys, members = waves[first]
+        keys.add(key)
+        members.append(index)
+    return [members for _, members in waves]
+
+
+async def _begin_wave(
+    connection: AsyncConnection, turns: Sequence[_PendingTurn]
+) -> list[BegunTurn | Exception]:
+    now = utcnow()
+    chat_ids = {turn.start.chat_id for turn in turns}
+    recorded = {turn.start.chat_id: turn.start for turn in turns if turn.record_chat}
+    if recorded:
+        # Takes the chats' row locks (PostgreSQL) for the rest of the transaction.
+        rows = [_chat_row(start, now) for start in recorded.values()]
+        await connection.execute(_upsert_chats(connection), rows)
+    default_model = (
+        select(MODEL_DEFAULTS.c.model)
+        .where(MODEL_DEFAULTS.c.capability == "chat")
+        .scalar_subquery()
+        .label("default_model")
+    )
+    choices = {
+        row.id: ChatChoices(
+            persona=row.persona,
+            persona_prompt=row.prompt,
+            model=row.model,
+            default_model=row.default_model,
+        )
+        for row in await connection.execute(
+            select(CHATS.c.id, CHATS.c.persona, PERSONAS.c.prompt, CHATS.c.model, default_model)
+            .select_from(CHATS.outerjoin(PERSONAS, PERSONAS.c.name == CHATS.c.persona))
+            .where(CHATS.c.id.in_(chat_ids))
+        )
+    }
+    outcomes: list[BegunTurn | Exception] = []
+    plans: dict[int, TurnPlan] = {}
+    for index, turn in enumerate(turns):
+        chat = choices.get(turn.start.chat_id)
+        outcomes.append(LookupError(f"unknown chat {turn.start.chat_id}"))
+        if chat is None:
+            continue
+        try:
+            plans[index] = turn.plan(chat)
+        except Exception as exc:  # this turn fails alone
+            outcomes[index] = exc
+    if not plans:
+        return outcomes
+
+    def stale(index: int, found: dict[ConversationKey, _OpenConversation]) -> bool:
+        conversation = found.get(_key_of(turns[index].start))
+        return conversation is None or conversation.persona != plans[index].persona
+
+    found = await _open_conversations(connection, chat_ids)
+    to_lock = {
+        turns[i].start.chat_id for i in plans if stale(i, found) and not turns[i].record_chat
+    }
+    if to_lock:
+        await connection.execute(
+            update(CHATS).where(CHATS.c.id.in_(to_lock)).values(updated_at=now)
+        )
+        # Looked up again under the locks: a concurrent /new may have opened one meanwhile.
+        found = await _open_conversations(connection, chat_ids)
+    fresh = [index for index in plans if stale(index, found)]
+    starts = {index: turns[index].start for index in fresh}
+    ended = [found[key].id for key in map(_key_of, starts.values()) if key in found]
+    personas = {index: plans[index].persona for index in fresh}
+    conversation_of = await _start_conversations(connection, starts, personas, ended, now)
+    sessions: dict[int, dict[str, str]] = {}
+    for index in plans:
+        if index in conversation_of:
+            continue
+        conversation = found[_key_of(turns[index].start)]
+        conversation_of[index] = conversation.id
+        owner, session = conversation.session_owner, conversation.session
+        sessions[index] = {} if owner is None or session is None else {owner: session}
+    prior = await _histories(
+        connection,
+        {
+            conversation_of[i]: turns[i].start.history_limit - 1
+            for i in plans
+            if i not in fresh and turns[i].start.history_limit > 1
+        },
+    )
+    message_rows = [
+        row
+        for index, plan in plans.items()
+        for row in _message_rows(turns[index].start, conversation_of[index], plan.model, now)
+    ]
+    m = MESSAGES.c
+    message_ids = await _insert_ids(connection, MESSAGES, message_rows, m.conversation_id, m.role)
+    for index, plan in plans.items():
+        start = turns[index].start
+        conversation_id = conversation_of[index]
+        user_message_id = message_ids[conversation_id, USER]
+        answer_id = message_ids[conversation_id, ASSISTANT]
+        user_message = StoredMessage(
+            id=user_message_id,
+            conversation_id=conversation_id,
+            role=USER,
+            content=start.text,
+            status=MessageStatus.COMPLETE,
+            telegram_chat_id=start.chat_id,
+            telegram_message_ids=_message_ids(None, start.telegram_message_id),
+            created_at=now,
+            user_id=start.user_id,
+        )
+        history = prior.get(conversation_id, [])
+        outcomes[index] = BegunTurn(
+            plan=plan,
+            conversation_id=conversation_id,
+            user_message_id=user_message_id,
+            answer_id=answer_id,
+            history=(*history, user_message) if start.history_limit > 0 else (),
+            provider_sessions=sessions.get(index, {}),
+        )
+    return outcomes
+
+
+async def _start_conversations(
+    connection: AsyncConnection,
+    starts: Mapping[int, TurnStart],
+    personas: Mapping[int, str],
+    ended: Sequence[int],
+    now: datetime,
+) -> dict[int, int]:
+    """End the conversations ``ended`` and open one for each turn in ``starts``, by index."""
+    if ended:
+        await connection.execute(
+            update(CONVERSATIONS).where(CONVERSATIONS.c.id.in_(ended)).values(ended_at=now)
+        )
+    if not starts:
+        return {}
+    rows = [
+        {
+            "chat_id": start.chat_id,
+            "thread_id": start.thread_id,
+            "user_id": start.conversation_user_id,
+            "persona": personas[index],
+            "started_at": now,
+        }
+        for index, start in starts.items()
+    ]
+    c = CONVERSATIONS.c
+    new_ids = await _insert_ids(connection, CONVERSATIONS, rows, c.chat_id, c.thread_id, c.user_id)
+    return {index: new_ids[_key_of(start)] for index, start in starts.items()}
+
+
+def _message_rows(
+    start: TurnStart, conversation_id: int, model: str, now: datetime
+) -> tuple[dict[str, object], dict[str, object]]:
+    """The user's message and the empty answer, as rows with the same columns."""
+    ids = None if start.telegram_message_id is None else [start.telegram_message_id]
+    common: dict[str, object] = {
+        "conversation_id": conversation_id,
+        "telegram_chat_id": start.chat_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+    user = common | {
+        "role": USER,
+        "content": start.text,
+        "status": MessageStatus.COMPLETE,
+        "user_id": start.user_id,
+        "telegram_message_id": start.telegram_message_id,
+        "telegram_message_ids": ids,
+        "model": None,
+    }
+    answer = common | {
+        "role": ASSISTANT,
+        "content": "",
+        "status": MessageStatus.STREAMING,
+        "user_id": None,
+        "telegram_message_id": None,
+        "telegram_message_ids": None,
+        "model": model,
+    }
+    return user, answer
+
+
+def _upsert_chats(connection: AsyncConnection) -> Insert:
+    """Insert a chat, or update its type, title and language (None keeps the stored one)."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(CHATS)
+    excluded = statement.excluded
+    upsert = statement.on_conflict_do_update(
+        index_elements=[CHATS.c.id],
+        set_={
+            "type": excluded.type,
+            "title": func.coalesce(excluded.title, CHATS.c.title),
+            "language": func.coalesce(excluded.language, CHATS.c.language),
+            "updated_at": excluded.updated_at,
+        },
+    )
+    return cast("Insert", upsert)
+
+
+def _chat_row(start: TurnStart, now: datetime) -> dict[str, object]:
+    return {
+        "id": start.chat_id,
+        "type": start.chat_type,
+        "title": start.title,
+        "language": start.language,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def _open_conversations(
+    connection: AsyncConnection, chat_ids: set[int]
+) -> dict[ConversationKey, _OpenConversation]:
+    """The open conversation of every key in these chats (the newest, should there be two)."""
+    c = CONVERSATIONS.c
+    rows = await connection.execute(
+        select(
+            c.id,
+            c.chat_id,
+            c.thread_id,
+            c.user_id,
+            c.persona,
+            c.provider_session_owner,
+            c.provider_session,
+        )
+        .where(c.chat_id.in_(chat_ids), c.ended_at.is_(None))
+        .order_by(c.id)
+    )
+    return {
+        (row.chat_id, row.thread_id, row.user_id): _OpenConversation(
+            row.id, row.persona, row.provider_session_owner, row.provider_session
+        )
+        for row in rows
+    }
+
+
+# Conversations whose history one statement reads; SQLite allows 500 SELECTs in a UNION.
+HISTORIES_PER_STATEMENT = 100
+
+
+async def _histories(
+    connection: AsyncConnection, limits: Mapping[int, int], *, upto: int | None = None
+) -> dict[int, list[StoredMessage]]:
+    """The newest usable chat messages of each conversation (up to its limit), oldest first.
+
+    With ``upto``, only messages up to that id (a turn being answered again).
+    """
+    m = MESSAGES.c
+    usable = or_(
+        m.role == USER,
+        and_(m.role == ASSISTANT, m.content != "", m.status.in_(CONTEXT_STATUSES)),
+    )
+    columns = (
+        m.id,
+        m.conversation_id,
+        m.role,
+        m.content,
+        m.status,
+        m.telegram_chat_id,
+        m.telegram_message_id,
+        m.telegram_message_ids,
+        m.created_at,
+        m.kind,
+        m.user_id,
+    )
+    bound = m.id <= upto if upto is not None else true()
+    histories: dict[int, list[StoredMessage]] = {}
+    items = list(limits.items())
+    for first in range(0, len(items), HISTORIES_PER_STATEMENT):
+        # One index range scan per conversation, all in one round trip.
+        parts = [
+            select(*columns)
+            .where(m.conversation_id == conversation_id, m.kind == MessageKind.CHAT, usable, bound)
+            .order_by(m.id.desc())
+            .limit(limit)
+            .subquery()
+            .select()
+            for conversation_id, limit in items[first : first + HISTORIES_PER_STATEMENT]
+        ]
+        statement = parts[0] if len(parts) == 1 else union_all(*parts)
+        for row in await connection.execute(statement):
+            histories.setdefault(row.conversation_id, []).append(_stored(row))
+    for history in histories.values():
+        history.sort(key=lambda message: message.id)
+    return histories
+
+
+async def _insert_ids(
+    connection: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, object]],
+    *key: Column[Any],
+) -> dict[tuple[Any, ...], int]:
+    """Insert ``rows`` (all with the same columns) and return their new ids by ``key``.
+
+    The key columns must tell the rows apart. Matching by key, not by position, lets every
+    database take the rows in one statement: SQLite does not promise RETURNING's order,
+    and SQLAlchemy would insert row by row to keep it.
+    """
+    result = await connection.execute(insert(table).returning(table.c.id, *key), rows)
+    return {tuple(row[1:]): int(row[0]) for row in result}
+
+
+def _message_ids(ids: list[int] | None, first: int | None) -> tuple[int, ...]:
+    """The Telegram messages a stored message occupies, from its two columns."""
+    if ids:
+        return tuple(ids)
+    return () if first is None else (first,)
+
+
 def _telegram_ids(ids: Sequence[int]) -> dict[str, object]:
     """Column values for the Telegram messages an answer occupies; nothing if none given."""
     if not ids:
@@ -643,13 +1196,9 @@ def _telegram_ids(ids: Sequence[int]) -> dict[str, object]:
     return {"telegram_message_id": ids[0], "telegram_message_ids": list(ids)}
 
 
-def _stored(row: Message) -> StoredMessage:
-    if row.telegram_message_ids:
-        ids = tuple(row.telegram_message_ids)
-    elif row.telegram_message_id is not None:
-        ids = (row.telegram_message_id,)
-    else:
-        ids = ()
+def _stored(row: Message | Row[Any]) -> StoredMessage:
+    """A message as the rest of the bot sees it, from an ORM object or a Core row alike."""
+    ids = _message_ids(row.telegram_message_ids, row.telegram_message_id)
     return StoredMessage(
         id=row.id,
         conversation_id=row.conversation_id,
@@ -659,6 +1208,6 @@ def _stored(row: Message) -> StoredMessage:
         telegram_chat_id=row.telegram_chat_id,
         telegram_message_ids=ids,
         created_at=row.created_at,
-        kind=row.kind,
+        kind=MessageKind(row.kind),
         user_id=row.user_id,
     )

@@ -14,10 +14,16 @@ logger = logging.getLogger(__name__)
 
 # Telegram shows a chat action for about five seconds; renew it a little before that.
 RENEW_SECONDS = 4.5
+# An answer whose first text follows this soon needs no indicator: it would show for a
+# blink, and under a burst of messages the calls compete with the providers' requests.
+FIRST_ACTION_DELAY = 0.1
 
 
 class TypingIndicator:
-    """Shows a chat action ("typing" unless told otherwise) in a chat until stopped."""
+    """Shows a chat action ("typing" unless told otherwise) until stopped.
+
+    Nothing is sent if it is stopped within ``delay`` seconds of the start.
+    """
 
     def __init__(
         self,
@@ -25,8 +31,10 @@ class TypingIndicator:
         chat_id: int,
         thread_id: int | None = None,
         action: str = ChatAction.TYPING,
+        delay: float = FIRST_ACTION_DELAY,
     ) -> None:
         self._bot = bot
+        self._delay = delay
         # upload_photo, say, while pictures rather than text are on their way.
         self._action = action
         self._chat_id = chat_id
@@ -47,6 +55,7 @@ class TypingIndicator:
             self._task = None
 
     async def _run(self) -> None:
+        await asyncio.sleep(self._delay)
         while True:
             try:
                 await self._bot.send_chat_action(
