@@ -289,12 +289,10 @@ async def stream_reply(
             stop,
             records_session=kind is MessageKind.CHAT,
             failure_editor=failure_editor,
+            replaces=tuple(replaces),
         )
         await _stream_answer(context, events, prompt_tokens, editor, turn)
-    if not editor.text:
-        return False
-    await supersede()
-    return True
+    return bool(editor.text)
 
 
 def stop_button(answer_id: int, lang: Lang) -> InlineKeyboardMarkup:
@@ -317,6 +315,8 @@ class _Turn:
     records_session: bool = True
     # Where an answer that shows no text says so, when the messages it took over must stay.
     failure_editor: StreamEditor | None = None
+    # Stored answers this one supersedes, marked so with it if it has any text.
+    replaces: tuple[int, ...] = ()
 
 
 @dataclass
@@ -418,4 +418,6 @@ async def _finish(
             usage=usage,
             provider=outcome.provider,
             error_kind=outcome.error_kind,
+            # In the same transaction: never two answers to one question in the context.
+            replaces=turn.replaces if answer_text else (),
         )

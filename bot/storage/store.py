@@ -564,8 +564,12 @@ class Store:
         model: str | None = None,
         provider: str | None = None,
         error_kind: str | None = None,
+        replaces: Sequence[int] = (),
     ) -> None:
         """Store the answer's final text and status, with usage and what served it.
+
+        ``replaces`` are earlier answers this one regenerated: marked replaced in the same
+        transaction.
 
         An answer that joins the context (text, a context status) and was served by another
         provider than the one holding the conversation's provider session makes that session
@@ -594,6 +598,8 @@ class Store:
 
         async def work(connection: AsyncConnection) -> None:
             await connection.execute(statement)
+            if replaces:
+                await connection.execute(_replacing(replaces))
             if provider is not None and text and status in CONTEXT_STATUSES:
                 await _drop_stale_session(connection, message_id, provider)
 
@@ -648,14 +654,13 @@ class Store:
 
     async def replace_answers(self, message_ids: Sequence[int]) -> None:
         """Mark answers as replaced by a regenerated one: kept, but no longer context."""
-        if not message_ids:
-            return
-        async with self._writing() as session:
-            await session.execute(
-                update(Message)
-                .where(Message.id.in_(message_ids), Message.role == ASSISTANT)
-                .values(status=MessageStatus.REPLACED, updated_at=utcnow())
-            )
+        if message_ids:
+            statement = _replacing(message_ids)
+
+            async def work(connection: AsyncConnection) -> None:
+                await connection.execute(statement)
+
+            await self._write_batched(work)
 
     async def unfinished_answers(self) -> list[StoredMessage]:
         """Answers still marked streaming: the bot stopped while writing them."""
@@ -1194,6 +1199,15 @@ def _telegram_ids(ids: Sequence[int]) -> dict[str, object]:
     if not ids:
         return {}
     return {"telegram_message_id": ids[0], "telegram_message_ids": list(ids)}
+
+
+def _replacing(message_ids: Sequence[int]) -> Update:
+    """The statement marking answers replaced by a regenerated one."""
+    return (
+        update(MESSAGES)
+        .where(MESSAGES.c.id.in_(message_ids), MESSAGES.c.role == ASSISTANT)
+        .values(status=MessageStatus.REPLACED, updated_at=utcnow())
+    )
 
 
 def _stored(row: Message | Row[Any]) -> StoredMessage:
