@@ -104,11 +104,14 @@ async def answer(update: Update, context: BotContext, prompt: str) -> None:
     services = context.services
     lang = lang_of(update)
     key = conversation_key(message)
-    if services.conversations.busy(key):
+
+    def queued() -> None:
         # Scheduled now but sent while waiting, so the queue position is taken first.
         asyncio.get_running_loop().create_task(context.reply(message, text("queued", lang)))
-    # Taken before any other await, so messages of one conversation are answered in order.
-    async with services.conversations.hold(key):
+
+    # Taken before any other await, so messages of one conversation are answered in order;
+    # ``queued`` runs if an answer before it (on this instance or another) is still going.
+    async with services.conversations.hold(key, on_wait=queued):
         await _answer_in_turn(update, context, prompt, lang)
 
 
