@@ -29,6 +29,8 @@ CHANNEL = "tg_llm_bot_stop"
 REPLY_SECONDS = 3.0
 # Pause before listening again after the connection was lost.
 RECONNECT_SECONDS = 1.0
+# How often a quiet connection is checked: a lost one would silently drop every stop.
+CHECK_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,8 @@ class StopRelay:
         self._signals = signals
         self._instance = uuid.uuid4().hex
         self._connection: Any = None
+        self._lost = asyncio.Event()
+        self._using = asyncio.Lock()
         self._listening = asyncio.Event()
         self._waiting: dict[str, asyncio.Future[StopOutcome]] = {}
         self._replies: set[asyncio.Task[None]] = set()
@@ -182,13 +186,23 @@ class StopRelay:
             del self._waiting[ask.ask_id]
 
     async def _notify(self, payload: str) -> None:
-        connection = self._connection
-        if connection is None:
-            return
         try:
-            await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+            await self._execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
         except Exception as exc:  # the driver's errors share no base class
             logger.warning("could not relay a stop to the other instances: %r", exc)
+
+    async def _execute(self, query: str, *args: object) -> None:
+        """Run ``query`` on the listening connection; a failure means it is lost."""
+        connection, lost = self._connection, self._lost
+        if connection is None:
+            return
+        # One connection runs one statement at a time; replies and asks may meet here.
+        async with self._using:
+            try:
+                await connection.execute(query, *args)
+            except Exception:
+                lost.set()
+                raise
 
     def _received(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
         message = decode(payload)
@@ -215,7 +229,7 @@ class StopRelay:
                 async with self._engine.connect() as connection:
                     raw = await connection.get_raw_connection()
                     driver: Any = raw.driver_connection
-                    lost = asyncio.Event()
+                    self._lost = lost = asyncio.Event()
                     driver.add_termination_listener(_setter(lost))
                     await driver.add_listener(CHANNEL, self._received)
                     self._connection = driver
@@ -224,7 +238,7 @@ class StopRelay:
                         logger.info("relaying stops between instances again")
                     warned = False
                     try:
-                        await lost.wait()
+                        await self._watch(lost)
                     finally:
                         self._connection = None
                         self._listening.clear()
@@ -239,3 +253,14 @@ class StopRelay:
                     logger.warning("stop relay lost its database connection")
                 warned = True
             await asyncio.sleep(RECONNECT_SECONDS)
+
+    async def _watch(self, lost: asyncio.Event) -> None:
+        """Return when the connection is lost; a quiet one is checked now and then."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CHECK_SECONDS):
+                    await lost.wait()
+            if lost.is_set():
+                return
+            with contextlib.suppress(Exception):  # a failure sets ``lost``
+                await self._execute("SELECT 1")
