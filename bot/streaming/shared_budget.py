@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +124,11 @@ def _text(item: object) -> str:
     return item.decode() if isinstance(item, bytes) else str(item)
 
 
+def _retrieve(call: asyncio.Future[Any]) -> BaseException | None:
+    """The error a finished call ended with, marked as seen so asyncio does not report it."""
+    return asyncio.CancelledError() if call.cancelled() else call.exception()
+
+
 class Availability:
     """Whether to use Redis now, and when to say that it went away or came back."""
 
@@ -184,6 +189,7 @@ class SharedBudget:
         self._release = client.register_script(_RELEASE)
         self._hold = client.register_script(_HOLD)
         self.availability = Availability()
+        self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_url(
@@ -216,9 +222,12 @@ class SharedBudget:
         while True:
             if not self.availability.usable(self._clock()):
                 return None
+            args = (self._spacing, round(interval * MICROS), PENALTY_FACTOR)
             try:
-                reply = await self._acquire(
-                    keys=keys, args=(self._spacing, round(interval * MICROS), PENALTY_FACTOR)
+                reply = await self._run(
+                    self._acquire(keys=keys, args=args),
+                    # A slot granted after the caller was cancelled is given back.
+                    on_orphan=lambda done: self._give_back(chat_id, done),
                 )
             except Exception as exc:  # redis, socket and timeout errors alike
                 self._failed(exc)
@@ -240,9 +249,11 @@ class SharedBudget:
         if not self.availability.usable(self._clock()):
             return
         try:
-            await self._hold(
-                keys=(chat_key(self._space, chat_id),),
-                args=(round(seconds * MICROS), round(PENALTY_SECONDS * MICROS)),
+            await self._run(
+                self._hold(
+                    keys=(chat_key(self._space, chat_id),),
+                    args=(round(seconds * MICROS), round(PENALTY_SECONDS * MICROS)),
+                )
             )
         except Exception as exc:
             self._failed(exc)
@@ -250,12 +261,44 @@ class SharedBudget:
     async def release(self, chat_id: int, answer: Answer, *, global_slot: bool) -> None:
         """Give back a grant's chat slot, and its global slot if ``global_slot``."""
         try:
-            await self._release(
-                keys=(global_key(self._space), chat_key(self._space, chat_id)),
-                args=(answer.chat_next, answer.global_next, self._spacing, int(global_slot)),
+            await self._run(
+                self._release(
+                    keys=(global_key(self._space), chat_key(self._space, chat_id)),
+                    args=(answer.chat_next, answer.global_next, self._spacing, int(global_slot)),
+                )
             )
         except Exception as exc:
             self._failed(exc)
+
+    @staticmethod
+    async def _run(
+        command: Awaitable[Any],
+        on_orphan: Callable[[asyncio.Future[Any]], None] | None = None,
+    ) -> Any:
+        """Await a Redis command so that cancelling the caller always cancels it.
+
+        redis-py can return a reply to a task that was cancelled meanwhile, swallowing the
+        cancellation; an editor being closed would then never stop. The command runs apart
+        and the caller waits through a shield, which always raises when cancelled.
+        """
+        call = asyncio.ensure_future(command)
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            call.add_done_callback(on_orphan or _retrieve)
+            raise
+
+    def _give_back(self, chat_id: int, call: asyncio.Future[Any]) -> None:
+        """Release the slot an acquire granted after its caller had gone."""
+        if _retrieve(call) is not None:
+            return
+        answer = parse_answer(call.result())
+        if answer.granted:
+            task = asyncio.get_running_loop().create_task(
+                self.release(chat_id, answer, global_slot=True)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _failed(self, exc: Exception) -> None:
         if self.availability.failed(self._clock()):
