@@ -214,3 +214,29 @@ async def test_try_hold_sees_a_conversation_held_by_another_instance(instances):
         assert held is False
     async with b.try_hold(KEY) as held:
         assert held is True
+
+
+async def test_a_lock_connection_lost_mid_answer_ends_the_answer_quietly(
+    postgres_url, instances, caplog
+):
+    a, b = instances
+    engine = create_engine(postgres_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with a.hold(KEY), engine.connect() as connection:
+            # As in a database restart: the session holding the lock is gone.
+            terminated = await connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                    " WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+                    " AND database = (SELECT oid FROM pg_database"
+                    "                 WHERE datname = current_database())"
+                )
+            )
+            assert len(terminated.all()) == 1
+    finally:
+        await engine.dispose()
+    assert any("could not unlock" in r.getMessage() for r in caplog.records)
+    async with asyncio.timeout(5), b.hold(KEY):
+        pass
+    async with asyncio.timeout(5), a.hold(KEY):
+        pass

@@ -105,6 +105,11 @@ async def _release(connection: AsyncConnection, key: int) -> None:
     """Unlock and return the connection to the pool; close it if that fails."""
     try:
         await connection.execute(_UNLOCK, {"key": key})
+    except Exception:
+        # The answer is done; closing the session frees the lock just as well.
+        logger.warning("could not unlock conversation lock %d; closing its connection", key)
+        await _discard(connection)
+        return
     except BaseException:
         await _discard(connection)
         raise
