@@ -192,3 +192,21 @@ async def test_without_redis_the_outbox_keeps_sending_on_its_own_budget(
     warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(warnings) == 1
     assert len(flood_telegram.calls_to("sendMessage", ok=True)) == 3
+
+
+async def test_a_cancelled_wait_for_a_slot_always_ends_cancelled(budgets):
+    # redis-py may deliver a reply to a cancelled task and drop the cancellation; an editor
+    # closing at that moment would wait forever. Cancel at many points of the exchange.
+    budget = budgets[0]
+    outcomes = []
+    for attempt in range(200):
+        waiting = asyncio.create_task(budget.turn(1000 + attempt % 7, 0.0))
+        for _ in range(attempt % 9):
+            await asyncio.sleep(0)
+        if not waiting.cancel():
+            continue
+        done, _ = await asyncio.wait([waiting], timeout=5)
+        assert done, "a cancelled wait must end"
+        outcomes.append(waiting.cancelled())
+    assert outcomes
+    assert all(outcomes), "every cancelled wait must end cancelled, never with a slot"

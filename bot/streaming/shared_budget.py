@@ -189,7 +189,8 @@ class SharedBudget:
         self._release = client.register_script(_RELEASE)
         self._hold = client.register_script(_HOLD)
         self.availability = Availability()
-        self._background: set[asyncio.Task[None]] = set()
+        # Commands and releases that outlive their callers; awaited before closing.
+        self._background: set[asyncio.Future[Any]] = set()
 
     @classmethod
     def from_url(
@@ -210,7 +211,9 @@ class SharedBudget:
         return cls(client, space, global_per_second=global_per_second)
 
     async def aclose(self) -> None:
-        """Close the connections to Redis."""
+        """Let commands still running finish, then close the connections to Redis."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=REDIS_TIMEOUT)
         await self._client.aclose()
 
     async def turn(self, chat_id: int, interval: float) -> Grant | None:
@@ -270,14 +273,14 @@ class SharedBudget:
         except Exception as exc:
             self._failed(exc)
 
-    @staticmethod
     async def _run(
+        self,
         command: Awaitable[Any],
         on_orphan: Callable[[asyncio.Future[Any]], None] | None = None,
     ) -> Any:
-        """Await a Redis command so that cancelling the caller always cancels it.
+        """Await a Redis command so that a cancelled caller is always told so.
 
-        redis-py can return a reply to a task that was cancelled meanwhile, swallowing the
+        redis-py can hand a reply to a task that was cancelled meanwhile, swallowing the
         cancellation; an editor being closed would then never stop. The command runs apart
         and the caller waits through a shield, which always raises when cancelled.
         """
@@ -285,6 +288,8 @@ class SharedBudget:
         try:
             return await asyncio.shield(call)
         except asyncio.CancelledError:
+            self._background.add(call)
+            call.add_done_callback(self._background.discard)
             call.add_done_callback(on_orphan or _retrieve)
             raise
 
