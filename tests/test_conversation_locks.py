@@ -87,6 +87,59 @@ async def test_in_process_try_hold_refuses_a_held_conversation():
         assert held is True
 
 
+class InstanceLocks:
+    """Shared locks of other instances, kept in this process: what PostgreSQL does across them."""
+
+    def __init__(self) -> None:
+        self.locks: dict[int, asyncio.Lock] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key, *, on_wait=None):
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        if lock.locked() and on_wait is not None:
+            on_wait()
+        async with lock:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def try_hold(self, key):
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        if lock.locked():
+            yield False
+            return
+        async with lock:
+            yield True
+
+
+async def test_an_answer_held_up_by_another_instance_is_told_once():
+    shared = InstanceLocks()
+    here = ConversationLocks(shared, lock_id)
+    elsewhere = ConversationLocks(shared, lock_id)
+    notices: list[str] = []
+    release = asyncio.Event()
+
+    async def answer_elsewhere() -> None:
+        async with elsewhere.hold(KEY):
+            await release.wait()
+
+    async def answer_here(name: str) -> None:
+        async with here.hold(KEY, on_wait=lambda: notices.append(name)):
+            pass
+
+    other = asyncio.create_task(answer_elsewhere())
+    await settle()
+    first = asyncio.create_task(answer_here("first"))
+    await settle()
+    second = asyncio.create_task(answer_here("second"))
+    await settle()
+    # "first" waits for the other instance; "second" waits for "first" in this process,
+    # and is told so once, not again when its turn comes to wait for the other instance.
+    assert notices == ["first", "second"]
+    release.set()
+    await asyncio.gather(other, first, second)
+    assert notices == ["first", "second"]
+
+
 # -------------------------------------------------------- across instances (PostgreSQL)
 
 
