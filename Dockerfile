@@ -9,7 +9,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY migrations ./migrations
-RUN pip install '.[postgres]' && useradd --create-home --uid 10001 bot \
+RUN pip install '.[postgres,redis]' && useradd --create-home --uid 10001 bot \
     && mkdir -p /data && chown bot /data
 
 USER bot

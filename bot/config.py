@@ -88,6 +88,18 @@ class DatabaseConfig:
     """Where state lives; any SQLAlchemy async URL."""
 
     url: str = DEFAULT_DATABASE_URL
+    # PostgreSQL only: connections this instance may hold for conversation locks. Every
+    # conversation answering (or waiting its turn) holds one; more wait for a free one.
+    lock_connections: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    """Redis, when several instances share one flood budget; empty ``url``: no Redis."""
+
+    url: str = field(default="", repr=False)
+    # Keys start with this and the bot's id, so bots sharing one Redis keep apart.
+    prefix: str = "tg-llm-bot"
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +229,7 @@ class Config:
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
 
     def persona(self, name: str | None) -> PersonaConfig:
         """Return the persona called ``name``, or the first one."""
@@ -291,6 +304,8 @@ def _env_webhook(env: Mapping[str, str]) -> dict[str, Any]:
         extra["ops"] = {"listen": "0.0.0.0", "port": env["BOT_OPS_PORT"]}  # noqa: S104
     if env.get("DATABASE_URL"):
         extra["database"] = {"url": "${DATABASE_URL}"}
+    if env.get("REDIS_URL"):
+        extra["redis"] = {"url": "${REDIS_URL}"}
     return extra
 
 
@@ -301,6 +316,7 @@ def _check(config: Config) -> None:
     if config.telegram.mode == "webhook":
         _check_webhook("telegram.webhook", config.telegram.webhook)
     _check_port("ops.port", config.ops.port)
+    _check_scale_out(config)
     if not config.providers:
         raise ConfigError("providers", "at least one provider is needed")
     seen: set[str] = set()
@@ -351,6 +367,17 @@ def _check_webhook(path: str, webhook: WebhookConfig) -> None:
     _check_port(f"{path}.port", webhook.port)
     if not 1 <= webhook.max_connections <= 100:
         raise ConfigError(f"{path}.max_connections", "must be between 1 and 100")
+
+
+def _check_scale_out(config: Config) -> None:
+    """The keys several instances need: the lock pool and the shared Redis."""
+    if config.database.lock_connections < 1:
+        raise ConfigError("database.lock_connections", "must be at least 1")
+    url = config.redis.url
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("redis.url", "must start with redis://, rediss:// or unix://")
+    if not config.redis.prefix:
+        raise ConfigError("redis.prefix", "must not be empty")
 
 
 def _check_port(path: str, port: int | None) -> None:

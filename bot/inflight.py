@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Hashable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from enum import Enum
+from typing import Protocol
 
 
 class KeyedLocks:
@@ -32,6 +33,78 @@ class KeyedLocks:
     def busy(self, key: Hashable) -> bool:
         """Whether someone holds or waits for ``key``."""
         return key in self._locks
+
+
+ConversationKey = tuple[int, int | None]
+"""Chat id and forum topic (None outside topics)."""
+
+
+class SharedLocks(Protocol):
+    """Locks every instance of the bot sees (PostgreSQL advisory locks), by integer key."""
+
+    def hold(
+        self, key: int, *, on_wait: Callable[[], None] | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """Hold ``key``; call ``on_wait`` if another holder goes first."""
+        ...
+
+    def try_hold(self, key: int) -> AbstractAsyncContextManager[bool]:
+        """Hold ``key`` if free, without waiting; yield whether it is held."""
+        ...
+
+
+class ConversationLocks:
+    """One answer at a time per conversation: in this process, and across instances if shared.
+
+    The in-process lock is taken first and keeps arrival order; only its holder goes on to
+    the shared lock, so an instance waits on the database with one connection per
+    conversation at most.
+    """
+
+    def __init__(
+        self,
+        shared: SharedLocks | None = None,
+        lock_id: Callable[[ConversationKey], int] | None = None,
+    ) -> None:
+        if (shared is None) != (lock_id is None):
+            raise ValueError("shared locks need a lock_id, and a lock_id needs shared locks")
+        self._local = KeyedLocks()
+        self._shared = shared
+        self._lock_id = lock_id
+
+    @asynccontextmanager
+    async def hold(
+        self, key: ConversationKey, *, on_wait: Callable[[], None] | None = None
+    ) -> AsyncIterator[None]:
+        """Hold the conversation; ``on_wait`` is called once if an earlier answer goes first."""
+        notify = on_wait
+        if notify is not None and self._local.busy(key):
+            notify()
+            notify = None
+        # Before any await: the queue position is taken in arrival order.
+        async with self._local.hold(key):
+            if self._shared is None or self._lock_id is None:
+                yield
+                return
+            async with self._shared.hold(self._lock_id(key), on_wait=notify):
+                yield
+
+    @asynccontextmanager
+    async def try_hold(self, key: ConversationKey) -> AsyncIterator[bool]:
+        """Hold the conversation only if nobody, here or elsewhere, holds it now."""
+        if self._local.busy(key):
+            yield False
+            return
+        async with self._local.hold(key):
+            if self._shared is None or self._lock_id is None:
+                yield True
+                return
+            async with self._shared.try_hold(self._lock_id(key)) as held:
+                yield held
+
+    def busy(self, key: ConversationKey) -> bool:
+        """Whether an answer in this process holds or waits for the conversation."""
+        return self._local.busy(key)
 
 
 class StopOutcome(Enum):

@@ -13,13 +13,14 @@ from bot.app import build_application
 from bot.config import Config, TelegramConfig
 from bot.handlers.context import BotApplication
 from bot.handlers.help import register_commands
+from bot.instances import shared_parts
 from bot.messages import language_of, text
 from bot.ops import OpsServer
 from bot.providers.service import ProviderService
 from bot.services import Services
 from bot.storage.db import create_engine
 from bot.storage.migrator import migrate_apart
-from bot.storage.store import Store
+from bot.storage.store import MessageStatus, Store, StoredMessage
 from bot.streaming.editor import StreamEditor
 
 logger = logging.getLogger(__name__)
@@ -35,10 +36,13 @@ async def running(config: Config) -> AsyncIterator[BotApplication]:
     engine = create_engine(config.database.url)
     try:
         connector = aiohttp.TCPConnector(limit=PROVIDER_CONNECTIONS)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            shared_parts(config) as shared,
+        ):
             providers = ProviderService.from_config(config, session)
             try:
-                services = Services.create(config, Store(engine), providers)
+                services = Services.create(config, Store(engine), providers, shared)
                 providers.warm_catalogue()
                 await services.store.sync_personas(config.personas)
                 application = build_application(services)
@@ -119,14 +123,30 @@ async def recover_interrupted(services: Services, application: BotApplication) -
     An answer that was still a draft (drafts vanish) or had shown nothing is sent anew.
     """
     store = services.store
-    for answer in await store.unfinished_answers():
-        await store.mark_interrupted(answer.id)
-        lang = language_of(await store.chat_language(answer.telegram_chat_id))
-        editor = StreamEditor(
-            application.bot,
-            services.outbox,
-            answer.telegram_chat_id,
-            adopt_message_ids=answer.telegram_message_ids,
-        )
-        await editor.finish(text=answer.content, note=text("note.interrupted", lang))
-        logger.info("answer %s was interrupted by a restart; marked so", answer.id)
+    for unfinished in await store.unfinished_answers():
+        key = await store.conversation_key(unfinished.conversation_id)
+        if key is None:
+            continue
+        # Another instance may be streaming it right now: it holds the conversation then.
+        async with services.conversations.try_hold(key) as free:
+            answer = await store.get_message(unfinished.id) if free else None
+            if answer is None or answer.status is not MessageStatus.STREAMING:
+                continue
+            await _finish_interrupted(services, application, answer)
+
+
+async def _finish_interrupted(
+    services: Services, application: BotApplication, answer: StoredMessage
+) -> None:
+    """Mark one answer interrupted and show its text with a note saying so."""
+    store = services.store
+    await store.mark_interrupted(answer.id)
+    lang = language_of(await store.chat_language(answer.telegram_chat_id))
+    editor = StreamEditor(
+        application.bot,
+        services.outbox,
+        answer.telegram_chat_id,
+        adopt_message_ids=answer.telegram_message_ids,
+    )
+    await editor.finish(text=answer.content, note=text("note.interrupted", lang))
+    logger.info("answer %s was interrupted by a restart; marked so", answer.id)

@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 
 from bot.access import Access
 from bot.config import Config
-from bot.inflight import KeyedLocks, StopSignals
+from bot.inflight import ConversationLocks, StopSignals
+from bot.instances import Shared
 from bot.metrics import Metrics
 from bot.ops import Readiness
 from bot.providers.service import ProviderService
+from bot.stop_relay import StopRelay
 from bot.storage.store import Store
 from bot.streaming.editor import DraftSupport
 from bot.streaming.outbox import Outbox
@@ -25,15 +27,27 @@ class Services:
     outbox: Outbox
     drafts: DraftSupport
     access: Access
-    conversations: KeyedLocks = field(default_factory=KeyedLocks)
+    conversations: ConversationLocks = field(default_factory=ConversationLocks)
     stops: StopSignals = field(default_factory=StopSignals)
+    # Carries Stop presses to the instance streaming the answer; None with one instance.
+    stop_relay: StopRelay | None = None
     metrics: Metrics = field(default_factory=Metrics)
     readiness: Readiness = field(default_factory=Readiness)
 
     @classmethod
-    def create(cls, config: Config, store: Store, providers: ProviderService) -> Services:
-        """Services for ``config``, with the outbox and draft policy it describes."""
+    def create(
+        cls,
+        config: Config,
+        store: Store,
+        providers: ProviderService,
+        shared: Shared | None = None,
+    ) -> Services:
+        """Services for ``config``, with the outbox and draft policy it describes.
+
+        ``shared`` holds what other instances of the bot share with this one.
+        """
         streaming = config.streaming
+        shared = shared or Shared()
         return cls(
             config=config,
             store=store,
@@ -42,7 +56,11 @@ class Services:
                 private_interval=streaming.edit_interval_private,
                 group_interval=streaming.edit_interval_group,
                 global_per_second=streaming.global_per_second,
+                shared=shared.budget,
             ),
             drafts=DraftSupport(enabled=streaming.drafts, interval=streaming.draft_interval),
             access=Access(config.telegram.admins),
+            conversations=shared.conversations,
+            stops=shared.stops,
+            stop_relay=shared.stop_relay,
         )

@@ -12,11 +12,15 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
 from bot.storage.db import create_engine
 from bot.storage.models import Base
+
+# The advisory lock key that serialises migrations of one database (any fixed 64-bit number).
+MIGRATION_LOCK = 7_305_113_940_201
 
 config = context.config
 target_metadata = Base.metadata
@@ -73,7 +77,14 @@ async def run_async_migrations() -> None:
     engine = create_engine(database_url(), poolclass=NullPool)
     try:
         async with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # Instances starting together take turns; the later ones find the schema
+                # current. The lock ends with the transaction the migrations run in.
+                await connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
             await connection.run_sync(do_run_migrations)
+            await connection.commit()
     finally:
         await engine.dispose()
 

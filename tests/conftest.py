@@ -14,8 +14,12 @@ from bot.config import Config
 from bot.handlers.context import BotApplication
 from bot.runner import running
 from tests.factories import TOKEN, make_config
-from tests.fakes.databases import database_url  # noqa: F401 - re-exported fixture
+from tests.fakes.databases import (
+    database_url,  # noqa: F401 - re-exported fixture
+    postgres_url,  # noqa: F401 - re-exported fixture
+)
 from tests.fakes.provider import FakeProvider
+from tests.fakes.redis_server import redis_space  # noqa: F401 - re-exported fixture
 from tests.fakes.telegram import FakeTelegram
 
 _real_connect = socket.socket.connect

@@ -130,11 +130,14 @@ async def take_turn(
     """Run ``work`` when the conversation of ``message`` is free, saying so if it waits."""
     services = context.services
     key = conversation_key(message)
-    if services.conversations.busy(key):
+
+    def queued() -> None:
         # Scheduled now but sent while waiting, so the queue position is taken first.
         asyncio.get_running_loop().create_task(context.reply(message, text("queued", lang)))
-    # Taken before any other await, so messages of one conversation are answered in order.
-    async with services.conversations.hold(key):
+
+    # Taken before any other await, so messages of one conversation are answered in order;
+    # ``queued`` runs if an answer before it (on this instance or another) is still going.
+    async with services.conversations.hold(key, on_wait=queued):
         await work()
 
 

@@ -10,6 +10,7 @@ from bot.handlers.chat import STOP_PREFIX
 from bot.handlers.context import BotContext
 from bot.inflight import StopOutcome
 from bot.messages import language_of, text
+from bot.stop_relay import request_stop
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +31,13 @@ async def stop_button_pressed(update: Update, context: BotContext) -> None:
         return
     user = update.effective_user
     user_id = user.id if user else None
-    outcome = context.services.stops.request(
-        answer_id, user_id, privileged=context.services.access.is_bot_admin(user_id)
+    services = context.services
+    outcome = await request_stop(
+        services.stops,
+        services.stop_relay,
+        answer_id,
+        user_id,
+        privileged=services.access.is_bot_admin(user_id),
     )
     lang = language_of(user.language_code if user else None)
     await query.answer(text(f"stop.{outcome.value}", lang))
@@ -47,7 +53,10 @@ async def draft_stopped(update: Update, context: BotContext) -> None:
     if not isinstance(draft_id, int) or not isinstance(chat, dict):
         return
     # Drafts exist only in private chats, whose id is the user's: the asker pressed it.
-    outcome = context.services.stops.request(draft_id, chat.get("id"), privileged=False)
+    services = context.services
+    outcome = await request_stop(
+        services.stops, services.stop_relay, draft_id, chat.get("id"), privileged=False
+    )
     if outcome is not StopOutcome.STOPPING:
         logger.info("draft stop for answer %s: %s", draft_id, outcome.value)
 

@@ -304,6 +304,13 @@ class Store:
 
     async def sync_personas(self, personas: Sequence[PersonaConfig]) -> None:
         """Insert or update the configured personas by name; others are left as they are."""
+        try:
+            await self._sync_personas(personas)
+        except IntegrityError:
+            # Another instance starting at the same moment inserted one first: update it.
+            await self._sync_personas(personas)
+
+    async def _sync_personas(self, personas: Sequence[PersonaConfig]) -> None:
         async with self._writing() as session:
             for persona in personas:
                 await _upsert_persona(session, persona.name, persona.prompt, persona.description)
@@ -671,6 +678,18 @@ class Store:
         )
         async with self._sessions() as session:
             return [_stored(row) for row in await session.scalars(query)]
+
+    async def conversation_key(self, conversation_id: int) -> tuple[int, int | None] | None:
+        """The chat and forum topic of a conversation; None if there is no such conversation."""
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(Conversation.chat_id, Conversation.thread_id).where(
+                        Conversation.id == conversation_id
+                    )
+                )
+            ).first()
+        return None if row is None else (row.chat_id, row.thread_id)
 
     async def mark_interrupted(self, message_id: int) -> None:
         """Mark a streaming answer as interrupted; a finished one is left as it is."""

@@ -19,6 +19,7 @@ from telegram.error import RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.streaming.cadence import ChatBudget, GlobalBudget
+from bot.streaming.shared_budget import SharedBudget
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +51,14 @@ class Outbox:
         group_interval: float,
         global_per_second: float = FloodLimit.MESSAGES_PER_SECOND,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedBudget | None = None,
     ) -> None:
         self._private_interval = private_interval
         self._group_interval = group_interval
         self._global = GlobalBudget(global_per_second)
         self._clock = clock
+        # With several instances, the budget they share replaces the global one here.
+        self._shared = shared
         self._budgets: dict[int, ChatBudget] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self.retry_afters = 0
@@ -100,12 +104,17 @@ class Outbox:
                 delay = budget.delay(self._clock())
                 if delay > 0:
                     await asyncio.sleep(delay)
-                slot = self._global.reserve(self._clock())
-                try:
-                    await asyncio.sleep(slot - self._clock())
-                except asyncio.CancelledError:
-                    self._global.release(slot)
-                    raise
+                grant = None
+                if self._shared is not None:
+                    spacing = budget.interval if interval is None else interval
+                    grant = await self._shared.turn(chat_id, spacing)
+                if grant is None:
+                    slot = self._global.reserve(self._clock())
+                    try:
+                        await asyncio.sleep(slot - self._clock())
+                    except asyncio.CancelledError:
+                        self._global.release(slot)
+                        raise
                 try:
                     result = await make_call()
                 except RetryAfter as exc:
@@ -113,9 +122,13 @@ class Outbox:
                     self.retry_afters += 1
                     budget.retry_after(self._clock(), seconds)
                     logger.warning("429 from Telegram in chat %s: holding %.0fs", chat_id, seconds)
+                    if self._shared is not None:
+                        await self._shared.hold(chat_id, seconds)
                     if must_deliver:
                         continue
                     return None
                 if result is not None:
                     budget.sent(self._clock(), interval)
+                elif grant is not None:
+                    await grant.unused()
                 return result

@@ -111,3 +111,17 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
                 pytest.fail(reason)
             pytest.skip(reason)
         yield url
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """An empty PostgreSQL database, for what only PostgreSQL has (advisory locks, NOTIFY)."""
+    async with AsyncExitStack() as stack:
+        try:
+            url = await stack.enter_async_context(postgres_database())
+        except PostgresUnavailable as exc:
+            reason = f"PostgreSQL not reachable at {POSTGRES_ADDRESS}: {exc}"
+            if os.environ.get("BOT_TEST_REQUIRE_POSTGRES"):
+                pytest.fail(reason)
+            pytest.skip(reason)
+        yield url

@@ -1,0 +1,295 @@
+"""One answer at a time per conversation: in one process, and across instances on PostgreSQL.
+
+Two ``AdvisoryLocks`` on two engines stand for two instances of the bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.pool import NullPool
+
+from bot.inflight import ConversationLocks
+from bot.instances import lock_id
+from bot.storage.advisory import AdvisoryLocks, conversation_lock_id
+from bot.storage.db import create_engine
+
+KEY = (-1001234567890, 7)
+
+
+async def settle() -> None:
+    """Let every task run as far as it can without waiting on I/O."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+# ------------------------------------------------------------------ the pure parts
+
+
+def test_a_conversation_lock_id_is_a_stable_signed_64_bit_number():
+    key = conversation_lock_id(-1001234567890, 7)
+    assert key == conversation_lock_id(-1001234567890, 7)
+    assert -(2**63) <= key < 2**63
+    # Fixed by the hash, not by the process: every instance must compute the same key.
+    assert key == lock_id((-1001234567890, 7))
+
+
+def test_each_forum_topic_and_chat_has_its_own_lock_id():
+    ids = {
+        conversation_lock_id(-100123, None),
+        conversation_lock_id(-100123, 1),
+        conversation_lock_id(-100123, 2),
+        conversation_lock_id(42, None),
+        conversation_lock_id(43, None),
+    }
+    assert len(ids) == 5
+
+
+def test_shared_locks_come_with_a_way_to_name_them():
+    with pytest.raises(ValueError, match="lock_id"):
+        ConversationLocks(None, lock_id)
+
+
+async def test_in_process_the_second_answer_waits_and_is_told_once():
+    locks = ConversationLocks()
+    order: list[str] = []
+    notices: list[str] = []
+    release_first = asyncio.Event()
+
+    async def answer(name: str, release: asyncio.Event | None) -> None:
+        async with locks.hold(KEY, on_wait=lambda: notices.append(name)):
+            order.append(f"{name} starts")
+            if release is not None:
+                await release.wait()
+            order.append(f"{name} ends")
+
+    first = asyncio.create_task(answer("first", release_first))
+    await settle()
+    second = asyncio.create_task(answer("second", None))
+    await settle()
+    assert locks.busy(KEY)
+    assert order == ["first starts"]
+    assert notices == ["second"]
+    release_first.set()
+    await asyncio.gather(first, second)
+    assert order == ["first starts", "first ends", "second starts", "second ends"]
+    assert not locks.busy(KEY)
+
+
+async def test_in_process_try_hold_refuses_a_held_conversation():
+    locks = ConversationLocks()
+    async with locks.hold(KEY), locks.try_hold(KEY) as held:
+        assert held is False
+    async with locks.try_hold(KEY) as held:
+        assert held is True
+
+
+class InstanceLocks:
+    """Shared locks of other instances, kept in this process: what PostgreSQL does across them."""
+
+    def __init__(self) -> None:
+        self.locks: dict[int, asyncio.Lock] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key, *, on_wait=None):
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        if lock.locked() and on_wait is not None:
+            on_wait()
+        async with lock:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def try_hold(self, key):
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        if lock.locked():
+            yield False
+            return
+        async with lock:
+            yield True
+
+
+async def test_an_answer_held_up_by_another_instance_is_told_once():
+    shared = InstanceLocks()
+    here = ConversationLocks(shared, lock_id)
+    elsewhere = ConversationLocks(shared, lock_id)
+    notices: list[str] = []
+    release = asyncio.Event()
+
+    async def answer_elsewhere() -> None:
+        async with elsewhere.hold(KEY):
+            await release.wait()
+
+    async def answer_here(name: str) -> None:
+        async with here.hold(KEY, on_wait=lambda: notices.append(name)):
+            pass
+
+    other = asyncio.create_task(answer_elsewhere())
+    await settle()
+    first = asyncio.create_task(answer_here("first"))
+    await settle()
+    second = asyncio.create_task(answer_here("second"))
+    await settle()
+    # "first" waits for the other instance; "second" waits for "first" in this process,
+    # and is told so once, not again when its turn comes to wait for the other instance.
+    assert notices == ["first", "second"]
+    release.set()
+    await asyncio.gather(other, first, second)
+    assert notices == ["first", "second"]
+
+
+# -------------------------------------------------------- across instances (PostgreSQL)
+
+
+@pytest.fixture
+async def instances(postgres_url):
+    """Two instances' conversation locks on one PostgreSQL database."""
+    first = AdvisoryLocks(postgres_url, connections=4)
+    second = AdvisoryLocks(postgres_url, connections=4)
+    try:
+        yield ConversationLocks(first, lock_id), ConversationLocks(second, lock_id)
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def wait_for(predicate, timeout=10.0):
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def test_the_other_instance_waits_until_the_first_releases(instances):
+    a, b = instances
+    events: list[str] = []
+    release = asyncio.Event()
+
+    async def on_a() -> None:
+        async with a.hold(KEY):
+            events.append("a holds")
+            await release.wait()
+            events.append("a releases")
+
+    async def on_b() -> None:
+        async with b.hold(KEY, on_wait=lambda: events.append("b told to wait")):
+            events.append("b holds")
+
+    holder = asyncio.create_task(on_a())
+    await wait_for(lambda: "a holds" in events)
+    waiter = asyncio.create_task(on_b())
+    await wait_for(lambda: "b told to wait" in events)
+    await asyncio.sleep(0.2)
+    assert "b holds" not in events, "instance b must not answer while a does"
+    release.set()
+    await asyncio.gather(holder, waiter)
+    assert events == ["a holds", "b told to wait", "a releases", "b holds"]
+
+
+async def test_other_conversations_do_not_wait(instances):
+    a, b = instances
+    async with a.hold(KEY):
+        async with asyncio.timeout(5), b.hold((KEY[0], KEY[1] + 1)):
+            pass
+        async with asyncio.timeout(5), b.hold((42, None)):
+            pass
+
+
+async def test_a_holder_cancelled_mid_answer_releases_the_lock(instances):
+    a, b = instances
+    holding = asyncio.Event()
+
+    async def on_a() -> None:
+        async with a.hold(KEY):
+            holding.set()
+            await asyncio.sleep(3600)
+
+    holder = asyncio.create_task(on_a())
+    await holding.wait()
+    holder.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await holder
+    async with asyncio.timeout(5), b.hold(KEY):
+        pass
+
+
+async def test_a_waiter_cancelled_while_waiting_keeps_no_lock(instances):
+    a, b = instances
+    told = asyncio.Event()
+    release = asyncio.Event()
+
+    async def on_a() -> None:
+        async with a.hold(KEY):
+            await release.wait()
+
+    async def on_b() -> None:
+        async with b.hold(KEY, on_wait=told.set):
+            await asyncio.sleep(3600)
+
+    holder = asyncio.create_task(on_a())
+    await settle()
+    await asyncio.sleep(0.2)
+    waiter = asyncio.create_task(on_b())
+    await told.wait()
+    waiter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+    release.set()
+    await holder
+    # Had the cancelled wait left the lock granted to b's session, a could not take it again.
+    async with asyncio.timeout(5), a.hold(KEY):
+        pass
+    async with asyncio.timeout(5), b.hold(KEY):
+        pass
+
+
+async def test_a_dead_instance_leaves_no_lock_behind(postgres_url, instances):
+    a, _ = instances
+    # Another process holding the lock on its own session, then dying with its connection.
+    engine = create_engine(postgres_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        connection = await engine.connect()
+        await connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id(KEY)})
+        async with a.try_hold(KEY) as held:
+            assert held is False
+        await connection.invalidate()
+        await connection.close()
+    finally:
+        await engine.dispose()
+    async with asyncio.timeout(5), a.hold(KEY):
+        pass
+
+
+async def test_try_hold_sees_a_conversation_held_by_another_instance(instances):
+    a, b = instances
+    async with a.hold(KEY), b.try_hold(KEY) as held:
+        assert held is False
+    async with b.try_hold(KEY) as held:
+        assert held is True
+
+
+async def test_a_lock_connection_lost_mid_answer_ends_the_answer_quietly(
+    postgres_url, instances, caplog
+):
+    a, b = instances
+    engine = create_engine(postgres_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with a.hold(KEY), engine.connect() as connection:
+            # As in a database restart: the session holding the lock is gone.
+            terminated = await connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                    " WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+                    " AND database = (SELECT oid FROM pg_database"
+                    "                 WHERE datname = current_database())"
+                )
+            )
+            assert len(terminated.all()) == 1
+    finally:
+        await engine.dispose()
+    assert any("could not unlock" in r.getMessage() for r in caplog.records)
+    async with asyncio.timeout(5), b.hold(KEY):
+        pass
+    async with asyncio.timeout(5), a.hold(KEY):
+        pass
