@@ -31,8 +31,11 @@ from bot.handlers.persona import PERSONA_PREFIX, persona_button, persona_command
 from bot.handlers.retry import retry_command
 from bot.handlers.stop import draft_stopped, is_draft_stop, stop_button_pressed
 from bot.services import Services
+from bot.telegram_requests import CountingRequest
 
 CONCURRENT_UPDATES = 4096
+# PTB's default pool for Bot API calls other than getUpdates.
+CONNECTION_POOL = 256
 # Seconds beyond the long-poll timeout before a getUpdates request counts as hung.
 _POLL_GRACE = 10.0
 
@@ -50,7 +53,14 @@ def build_application(services: Services) -> BotApplication:
         # 257th chat wait for a whole answer); order within a conversation is kept by the
         # conversation lock, and Telegram calls by the outbox.
         .concurrent_updates(CONCURRENT_UPDATES)
-        .get_updates_read_timeout(telegram.poll_timeout + _POLL_GRACE)
+        .request(CountingRequest(services.metrics, connection_pool_size=CONNECTION_POOL))
+        .get_updates_request(
+            CountingRequest(
+                services.metrics,
+                connection_pool_size=1,
+                read_timeout=telegram.poll_timeout + _POLL_GRACE,
+            )
+        )
         .build()
     )
     application.bot_data[SERVICES_KEY] = services

@@ -34,6 +34,10 @@ class KeyedLocks:
         """Whether someone holds or waits for ``key``."""
         return key in self._locks
 
+    def waiting(self) -> int:
+        """How many wait for a key someone else holds."""
+        return sum(users - 1 for _, users in self._locks.values())
+
 
 ConversationKey = tuple[int, int | None]
 """Chat id and forum topic (None outside topics)."""
@@ -106,6 +110,10 @@ class ConversationLocks:
         """Whether an answer in this process holds or waits for the conversation."""
         return self._local.busy(key)
 
+    def waiting(self) -> int:
+        """Turns in this process waiting for the answer before them in their conversation."""
+        return self._local.waiting()
+
 
 class StopOutcome(Enum):
     """What a stop request did."""
@@ -120,6 +128,10 @@ class StopSignals:
 
     def __init__(self) -> None:
         self._active: dict[int, tuple[int | None, asyncio.Event]] = {}
+
+    def __len__(self) -> int:
+        """How many answers stream now."""
+        return len(self._active)
 
     @contextmanager
     def track(self, answer_id: int, owner_id: int | None) -> Iterator[asyncio.Event]:

@@ -6,8 +6,12 @@ share counters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from bot.errors import ProviderError
 
 # Seconds from the provider request to its first piece of text.
 _FIRST_CHUNK_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
@@ -65,6 +69,22 @@ class Metrics:
             "Telegram calls waiting for their chat's or the bot's flood budget.",
             registry=registry,
         )
+
+    def provider_error(self, provider: str, exc: ProviderError) -> None:
+        """Count a provider's failure by its kind."""
+        self.provider_errors.labels(provider, exc.kind.value).inc()
+
+    def watch(
+        self,
+        *,
+        streams: Callable[[], float],
+        queued_turns: Callable[[], float],
+        outbox_waiting: Callable[[], float],
+    ) -> None:
+        """Read the gauges from the objects that know them, when /metrics is asked."""
+        self.streams.set_function(streams)
+        self.queued_turns.set_function(queued_turns)
+        self.outbox_waiting.set_function(outbox_waiting)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""

@@ -141,6 +141,7 @@ async def _finish_interrupted(
     """Mark one answer interrupted and show its text with a note saying so."""
     store = services.store
     await store.mark_interrupted(answer.id)
+    services.metrics.answers.labels(MessageStatus.INTERRUPTED.value).inc()
     lang = language_of(await store.chat_language(answer.telegram_chat_id))
     editor = StreamEditor(
         application.bot,

@@ -48,7 +48,7 @@ class Services:
         """
         streaming = config.streaming
         shared = shared or Shared()
-        return cls(
+        services = cls(
             config=config,
             store=store,
             providers=providers,
@@ -64,3 +64,11 @@ class Services:
             stops=shared.stops,
             stop_relay=shared.stop_relay,
         )
+        metrics = services.metrics
+        providers.on_error = metrics.provider_error
+        metrics.watch(
+            streams=lambda: len(services.stops),
+            queued_turns=services.conversations.waiting,
+            outbox_waiting=lambda: services.outbox.waiting,
+        )
+        return services

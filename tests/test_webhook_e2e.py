@@ -112,8 +112,24 @@ async def test_health_says_ready_with_the_mode_and_metrics_count_answers(telegra
             assert response.status == 200
             assert response.headers["Content-Type"].startswith("text/plain")
             exposition = await response.text()
-    assert "bot_answers_total" in exposition
-    assert "bot_telegram_calls_total" in exposition
+    samples = metric_samples(exposition)
+    assert samples['bot_answers_total{status="complete"}'] == 1.0
+    assert samples['bot_telegram_calls_total{method="setWebhook",outcome="ok"}'] == 1.0
+    assert samples['bot_telegram_calls_total{method="sendMessage",outcome="ok"}'] >= 1.0
+    assert samples["bot_provider_first_chunk_seconds_count"] == 1.0
+    assert samples["bot_streams_active"] == 0.0
+    assert samples["bot_turns_queued"] == 0.0
+    assert samples["bot_outbox_waiting"] == 0.0
+
+
+def metric_samples(exposition: str) -> dict[str, float]:
+    """``name{labels}`` -> value, from Prometheus' text format."""
+    samples = {}
+    for line in exposition.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
 
 
 async def test_health_answers_503_until_the_bot_is_ready():

@@ -344,9 +344,11 @@ async def _stream_answer(
     outcome = _Outcome()
 
     async def consume() -> None:
+        requested = time.monotonic()
         async for event in events():
             if isinstance(event, TextDelta):
                 if not editor.text:
+                    context.services.metrics.first_chunk.observe(time.monotonic() - requested)
                     await typing.stop()
                 editor.append(event.text)
             elif isinstance(event, Usage):
@@ -424,3 +426,4 @@ async def _finish(
             # In the same transaction: never two answers to one question in the context.
             replaces=turn.replaces if answer_text else (),
         )
+        context.services.metrics.answers.labels(outcome.status.value).inc()

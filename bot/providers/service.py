@@ -207,6 +207,8 @@ class ProviderService:
         self._max_retry_wait = max_retry_wait
         self.catalogue = ModelCatalogue([provider for _, provider in self._providers])
         """What each provider reports it serves; routing reads it, /models shows it."""
+        self.on_error: Callable[[str, ProviderError], None] | None = None
+        """Told of every failure of a provider (name, error), failed over or not."""
 
     @classmethod
     def from_config(cls, config: Config, session: aiohttp.ClientSession) -> ProviderService:
@@ -337,6 +339,8 @@ class ProviderService:
 
         Whether anything was already shown is the caller's business: then it always gives up.
         """
+        if self.on_error is not None:
+            self.on_error(name, exc)
         if exc.retryable:
             self.health.failed(name)
         if not (exc.retryable or isinstance(exc, PROVIDER_FAULTS)):

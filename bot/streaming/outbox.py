@@ -19,7 +19,7 @@ from telegram.error import RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.streaming.cadence import ChatBudget, GlobalBudget
-from bot.streaming.shared_budget import SharedBudget
+from bot.streaming.shared_budget import Grant, SharedBudget
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,28 @@ class Outbox:
         self._budgets: dict[int, ChatBudget] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self.retry_afters = 0
+        self.waiting = 0
+        """Calls waiting for their chat's or the bot's budget now."""
+
+    async def _wait_for_slot(
+        self, chat_id: int, budget: ChatBudget, interval: float | None
+    ) -> Grant | None:
+        """Sleep until the chat and the bot may spend a call; the shared grant, if any."""
+        delay = budget.delay(self._clock())
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if self._shared is not None:
+            spacing = budget.interval if interval is None else interval
+            grant = await self._shared.turn(chat_id, spacing)
+            if grant is not None:
+                return grant
+        slot = self._global.reserve(self._clock())
+        try:
+            await asyncio.sleep(slot - self._clock())
+        except asyncio.CancelledError:
+            self._global.release(slot)
+            raise
+        return None
 
     def _budget(self, chat_id: int) -> ChatBudget:
         budget = self._budgets.get(chat_id)
@@ -99,36 +121,37 @@ class Outbox:
         """
         budget = self._budget(chat_id)
         lock = self._locks.setdefault(chat_id, asyncio.Lock())
-        async with lock:
-            while True:
-                delay = budget.delay(self._clock())
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                grant = None
-                if self._shared is not None:
-                    spacing = budget.interval if interval is None else interval
-                    grant = await self._shared.turn(chat_id, spacing)
-                if grant is None:
-                    slot = self._global.reserve(self._clock())
+        # Counted as waiting from here until the slot is granted (and again after a 429).
+        self.waiting += 1
+        waiting = True
+        try:
+            async with lock:
+                while True:
+                    if not waiting:
+                        self.waiting += 1
+                        waiting = True
+                    grant = await self._wait_for_slot(chat_id, budget, interval)
+                    self.waiting -= 1
+                    waiting = False
                     try:
-                        await asyncio.sleep(slot - self._clock())
-                    except asyncio.CancelledError:
-                        self._global.release(slot)
-                        raise
-                try:
-                    result = await make_call()
-                except RetryAfter as exc:
-                    seconds = retry_after_seconds(exc)
-                    self.retry_afters += 1
-                    budget.retry_after(self._clock(), seconds)
-                    logger.warning("429 from Telegram in chat %s: holding %.0fs", chat_id, seconds)
-                    if self._shared is not None:
-                        await self._shared.hold(chat_id, seconds)
-                    if must_deliver:
-                        continue
-                    return None
-                if result is not None:
-                    budget.sent(self._clock(), interval)
-                elif grant is not None:
-                    await grant.unused()
-                return result
+                        result = await make_call()
+                    except RetryAfter as exc:
+                        seconds = retry_after_seconds(exc)
+                        self.retry_afters += 1
+                        budget.retry_after(self._clock(), seconds)
+                        logger.warning(
+                            "429 from Telegram in chat %s: holding %.0fs", chat_id, seconds
+                        )
+                        if self._shared is not None:
+                            await self._shared.hold(chat_id, seconds)
+                        if must_deliver:
+                            continue
+                        return None
+                    if result is not None:
+                        budget.sent(self._clock(), interval)
+                    elif grant is not None:
+                        await grant.unused()
+                    return result
+        finally:
+            if waiting:
+                self.waiting -= 1
