@@ -16,7 +16,9 @@ from bot.runner import running
 from tests.factories import TOKEN, make_config
 from tests.fakes.databases import (
     database_url,  # noqa: F401 - re-exported fixture
+    engine,  # noqa: F401 - re-exported fixture
     postgres_url,  # noqa: F401 - re-exported fixture
+    store,  # noqa: F401 - re-exported fixture
 )
 from tests.fakes.provider import FakeProvider
 from tests.fakes.redis_server import redis_space  # noqa: F401 - re-exported fixture

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from alembic import command
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.storage.db import alembic_config, create_engine, migrate
 from bot.storage.store import MessageStatus, Store
@@ -16,19 +14,6 @@ from bot.storage.store import MessageStatus, Store
 CHAT = 100
 WRAPPER = "wrapper"
 OTHER = "openai"
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await migrate(database_url)
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def store(engine: AsyncEngine) -> Store:
-    return Store(engine)
 
 
 async def _conversation(store: Store) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC
 from typing import Any, cast
 
@@ -14,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import PersonaConfig
 from bot.providers.base import Usage
-from bot.storage.db import create_engine, migrate
 from bot.storage.models import Chat, Conversation, Message, Persona
 from bot.storage.store import (
     BegunTurn,
@@ -33,19 +31,6 @@ RACERS = 5
 # Scheduling decides whether tasks really overlap; a concurrency test retries with a fresh
 # chat until they did, so that it never passes without exercising the race.
 MAX_ROUNDS = 10
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await migrate(database_url)
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def store(engine: AsyncEngine) -> Store:
-    return Store(engine)
 
 
 async def _warm_pool(engine: AsyncEngine) -> None:

@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from bot.storage.db import create_engine, migrate
 from bot.storage.store import MessageKind, MessageStatus, Store
 
 CHAT = 300
 USER = 7
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await migrate(database_url)
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def store(engine: AsyncEngine) -> Store:
-    return Store(engine)
 
 
 async def _conversation(store: Store) -> int:

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.storage.db import create_engine, migrate
 from bot.storage.models import ModelDefault
 from bot.storage.store import Store
 
 CHAT = 100
 OTHER_CHAT = 200
 ADMIN = 9
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await migrate(database_url)
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def store(engine: AsyncEngine) -> Store:
-    return Store(engine)
 
 
 async def test_a_chat_follows_the_default_until_it_chooses_a_model(store: Store) -> None:

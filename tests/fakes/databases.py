@@ -18,8 +18,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+from bot.storage.db import create_engine, migrate
+from bot.storage.store import Store
 
 POSTGRES_ADDRESS = "127.0.0.1:5432"
 POSTGRES_CANDIDATES = (
@@ -125,3 +128,18 @@ async def postgres_url() -> AsyncIterator[str]:
                 pytest.fail(reason)
             pytest.skip(reason)
         yield url
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """A migrated database (each test runs on SQLite and on PostgreSQL), for store tests."""
+    await migrate(database_url)
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def store(engine: AsyncEngine) -> Store:
+    """The Store on ``engine``."""
+    return Store(engine)
