@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import yaml
 from sqlalchemy import select
 
@@ -84,6 +85,7 @@ async def bot_process(
             await process.wait()
 
 
+@pytest.mark.both_databases
 async def test_an_answer_cut_by_a_killed_process_is_sent_with_a_note_after_restart(
     telegram, provider, config, start_bot, tmp_path
 ):
@@ -171,6 +173,7 @@ async def test_sigterm_lets_an_answer_that_ends_within_the_grace_period_finish(
     assert await stored_answers(config) == [("A short answer, finished.", "complete")]
 
 
+@pytest.mark.both_databases
 async def test_a_message_queued_at_sigterm_is_kept_and_the_user_asked_to_send_it_again(
     telegram, provider, config, tmp_path
 ):
