@@ -203,6 +203,20 @@ async def test_a_message_queued_at_sigterm_is_kept_and_the_user_asked_to_send_it
     assert note.reply_to_message_id == second.message_id
 
 
+async def test_an_answer_not_begun_when_the_bot_stops_asks_the_user_to_send_again(
+    telegram, provider, config_for, start_bot
+):
+    config = config_for(streaming={"shutdown_grace": 0})
+    async with start_bot(config):
+        provider.enqueue(Delay(60), Role(), Chunk("never shown"))
+        telegram.user_sends("Are you there?")
+        await until(lambda: len(provider.requests) == 1)
+
+    assert bot_texts(telegram) == [message_text("restarting", "en")]
+    assert await stored_answers(config) == [("", "interrupted")]
+    assert await stored_user_turns(config) == ["Are you there?"]
+
+
 async def test_no_secret_reaches_the_log_even_at_debug_level(
     telegram, provider, config, start_bot, capsys
 ):

@@ -410,14 +410,7 @@ async def _stream_answer(
             streaming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await streaming
-            if context.services.stops.interrupted:
-                # The process is stopping: start-up recovery would call it interrupted too.
-                outcome.status, outcome.note = (
-                    MessageStatus.INTERRUPTED,
-                    text("note.shutdown", lang),
-                )
-            else:
-                outcome.status, outcome.note = MessageStatus.STOPPED, text("note.stopped", lang)
+            outcome.status, outcome.note = _stop_outcome(context, editor, lang)
         else:
             streaming.result()
     except ProviderError as exc:
@@ -440,6 +433,16 @@ async def _stream_answer(
         stopped.cancel()
         await typing.stop()
     await _finish(context, prompt_tokens, editor, turn, outcome)
+
+
+def _stop_outcome(
+    context: BotContext, editor: StreamEditor, lang: Lang
+) -> tuple[MessageStatus, str]:
+    """How a stopped answer ends: stopped by its user, or interrupted by the bot stopping."""
+    if not context.services.stops.interrupted:
+        return MessageStatus.STOPPED, text("note.stopped", lang)
+    # Start-up recovery would call it interrupted too; with nothing shown, ask again.
+    return MessageStatus.INTERRUPTED, text("note.shutdown" if editor.text else "restarting", lang)
 
 
 async def _finish(
