@@ -212,6 +212,8 @@ class StreamingConfig:
     # Drafts count against the chat's budget like edits: Telegram publishes no limit of
     # their own, and faster drafts met 429s against the per-chat limit in the benchmark.
     draft_interval: float = 1.0
+    # Seconds a stopping bot lets the answers in flight finish before it cuts them.
+    shutdown_grace: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,7 +397,7 @@ def _check_limits(config: Config) -> None:
     for key in ("max_messages", "max_tokens"):
         if getattr(config.context, key) <= 0:
             raise ConfigError(f"context.{key}", "must be positive")
-    for key in ("edit_interval_private", "edit_interval_group", "draft_interval"):
+    for key in ("edit_interval_private", "edit_interval_group", "draft_interval", "shutdown_grace"):
         if getattr(config.streaming, key) < 0:
             raise ConfigError(f"streaming.{key}", "must not be negative")
     if config.streaming.global_per_second <= 0:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
 from enum import Enum
 from typing import Protocol
 
@@ -124,10 +129,21 @@ class StopOutcome(Enum):
 
 
 class StopSignals:
-    """The answers streaming now, by answer id, and who may stop each."""
+    """The answers streaming now, by answer id, and who may stop each.
+
+    It also carries the process's shutdown: once ``close`` is called no new turn starts
+    (``turn`` yields False), and ``interrupt`` stops every answer still streaming.
+    """
 
     def __init__(self) -> None:
         self._active: dict[int, tuple[int | None, asyncio.Event]] = {}
+        self._waiting: set[asyncio.Timeout] = set()
+        # Turns under way (their answer may not be tracked yet); idle when there are none.
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.closing = False
+        self.interrupted = False
 
     def __len__(self) -> int:
         """How many answers stream now."""
@@ -137,11 +153,67 @@ class StopSignals:
     def track(self, answer_id: int, owner_id: int | None) -> Iterator[asyncio.Event]:
         """Register an answer while it streams; the event is set when a stop is requested."""
         event = asyncio.Event()
+        if self.interrupted:
+            event.set()
         self._active[answer_id] = (owner_id, event)
         try:
             yield event
         finally:
             del self._active[answer_id]
+
+    @asynccontextmanager
+    async def turn(self, hold: AbstractAsyncContextManager[None]) -> AsyncIterator[bool]:
+        """Enter ``hold`` (a conversation's lock); yield whether the turn may start.
+
+        False once the process is closing: a turn still queued then gives up its place in
+        the queue at once rather than wait for the answers before it.
+        """
+        async with AsyncExitStack() as stack:
+            if not self.closing:
+                try:
+                    # Never expires by itself: ``close`` expires it to cancel the wait.
+                    async with asyncio.timeout(None) as waiting:
+                        self._waiting.add(waiting)
+                        try:
+                            await stack.enter_async_context(hold)
+                        finally:
+                            self._waiting.discard(waiting)
+                except TimeoutError:
+                    if not self.closing:
+                        raise
+            if self.closing:
+                yield False
+                return
+            self._running += 1
+            self._idle.clear()
+            try:
+                yield True
+            finally:
+                self._running -= 1
+                if not self._running:
+                    self._idle.set()
+
+    def close(self) -> None:
+        """Start no more turns, and release the turns waiting for their conversation."""
+        self.closing = True
+        now = asyncio.get_running_loop().time()
+        for waiting in self._waiting:
+            waiting.reschedule(now)
+
+    async def drained(self, grace: float) -> bool:
+        """Wait up to ``grace`` seconds for the turns under way; whether they all ended."""
+        try:
+            async with asyncio.timeout(grace):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def interrupt(self) -> None:
+        """Stop every answer streaming now (and any that starts later): the process stops."""
+        self.closing = self.interrupted = True
+        for _owner, event in self._active.values():
+            event.set()
 
     def request(self, answer_id: int, user_id: int | None, *, privileged: bool) -> StopOutcome:
         """Stop ``answer_id`` if ``user_id`` asked for it or is ``privileged``."""

@@ -67,6 +67,15 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
     },
     "stop.finished": {"en": "This answer has already finished.", "zh": "这个回答已经结束了。"},
     "note.stopped": {"en": "⏹ Stopped.", "zh": "⏹ 已停止。"},
+    "note.shutdown": {
+        "en": "⚠️ The bot restarted; the answer was cut here.",
+        "zh": "⚠️ 机器人重启了，回答到此中断。",
+    },
+    "restarting": {
+        "en": "⚠️ The bot is restarting and could not answer this. Please send it again in a "
+        "moment.",
+        "zh": "⚠️ 机器人正在重启，未能回答这条消息。请稍后再发一次。",
+    },
     "persona.current": {"en": "Persona: {name}", "zh": "当前角色：{name}"},
     "persona.choose": {
         "en": "Choose another below, or set your own with /persona custom TEXT.",

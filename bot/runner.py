@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -61,14 +62,28 @@ async def running(config: Config) -> AsyncIterator[BotApplication]:
                         yield application
                     finally:
                         gc.unfreeze()
-                        services.readiness.ready = False
-                        assert application.updater is not None
-                        await application.updater.stop()
-                        await application.stop()
+                        await _stop_gracefully(application, services)
             finally:
                 await providers.aclose()
     finally:
         await engine.dispose()
+
+
+async def _stop_gracefully(application: BotApplication, services: Services) -> None:
+    """Take no more updates, let answers in flight finish for a grace period, cut the rest.
+
+    Turns still queued are not started; answers cut at the end are stored interrupted.
+    """
+    services.readiness.ready = False
+    stops = services.stops
+    stops.close()
+    grace_ends = asyncio.get_running_loop().time() + services.config.streaming.shutdown_grace
+    assert application.updater is not None
+    await application.updater.stop()
+    if not await stops.drained(max(0.0, grace_ends - asyncio.get_running_loop().time())):
+        logger.info("cutting the answers still streaming after the shutdown grace period")
+        stops.interrupt()
+    await application.stop()
 
 
 async def _receive_updates(application: BotApplication, telegram: TelegramConfig) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,13 @@ from bot.handlers.context import BotApplication
 from bot.runner import running
 from tests.factories import TOKEN, make_config
 from tests.fakes.databases import (
+    PostgresUnavailable,
     database_url,  # noqa: F401 - re-exported fixture
     engine,  # noqa: F401 - re-exported fixture
+    postgres_database,
+    postgres_missing,
     postgres_url,  # noqa: F401 - re-exported fixture
+    sqlite_url,
     store,  # noqa: F401 - re-exported fixture
 )
 from tests.fakes.provider import FakeProvider
@@ -56,9 +60,36 @@ async def provider() -> AsyncIterator[FakeProvider]:
         yield fake
 
 
+DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run the bot of a ``both_databases`` test on SQLite, then on PostgreSQL."""
+    if not metafunc.definition.get_closest_marker("both_databases"):
+        return
+    if "bot_database" not in metafunc.fixturenames:
+        # Without the bot's configuration the mark would silently test SQLite alone.
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: both_databases needs config_for")
+    metafunc.parametrize("bot_database", DATABASES, indirect=True, ids=DATABASES)
+
+
+@pytest.fixture
+async def bot_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The bot's database URL: a SQLite file, or (``both_databases`` tests) PostgreSQL too."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield sqlite_url(tmp_path)
+        return
+    async with AsyncExitStack() as stack:
+        try:
+            url = await stack.enter_async_context(postgres_database())
+        except PostgresUnavailable as exc:
+            postgres_missing(exc)
+        yield url
+
+
 @pytest.fixture
 def config_for(
-    telegram: FakeTelegram, provider: FakeProvider, tmp_path: Path
+    telegram: FakeTelegram, provider: FakeProvider, bot_database: str
 ) -> Callable[..., Config]:
     """Build a configuration for the fakes, with section overrides."""
 
@@ -67,7 +98,7 @@ def config_for(
             telegram_base_url=telegram.base_url,
             telegram_file_url=telegram.base_file_url,
             provider_base_url=provider.base_url,
-            database=tmp_path / "bot.db",
+            database=bot_database,
             **sections,
         )
 

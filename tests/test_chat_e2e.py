@@ -120,6 +120,7 @@ async def test_edits_in_one_chat_stay_at_least_one_second_apart(telegram, provid
     assert min(gaps) >= 1.0, gaps
 
 
+@pytest.mark.both_databases
 async def test_second_turn_sends_the_first_as_context_and_new_resets_it(telegram, provider, bot):
     provider.enqueue_stream(["Paris ", "is the capital."])
     telegram.user_sends("What is the capital of France?")
@@ -142,7 +143,8 @@ async def test_second_turn_sends_the_first_as_context_and_new_resets_it(telegram
     assert [m["content"] for m in third] == ["You are a test assistant.", "Hello again"]
 
 
-async def test_context_survives_a_restart_on_the_same_sqlite_file(
+@pytest.mark.both_databases
+async def test_context_survives_a_restart_on_the_same_database(
     telegram, provider, config, start_bot
 ):
     async with start_bot(config):
@@ -173,6 +175,7 @@ async def test_injected_429_delays_the_answer_but_loses_nothing(telegram, provid
     assert after[-1].params["text"] == answer
 
 
+@pytest.mark.both_databases
 async def test_provider_error_reaches_the_user_and_the_bot_keeps_serving(
     telegram, provider, bot, config
 ):
@@ -211,6 +214,7 @@ async def test_errors_are_told_in_chinese_to_chinese_users(telegram, provider, b
     await until(lambda: any("内容安全策略" in t for t in bot_texts(telegram)))
 
 
+@pytest.mark.both_databases
 async def test_a_cut_stream_keeps_what_arrived_and_says_it_was_cut(telegram, provider, bot, config):
     provider.enqueue(Role(), Chunk("The first half "), Chunk("of the answer"), Cut())
     telegram.user_sends("long story")

@@ -7,19 +7,26 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import yaml
+from sqlalchemy import select
 
 from bot.logs import setup_logging
+from bot.messages import text as message_text
+from bot.storage.db import create_engine
+from bot.storage.models import Message
 from tests.factories import API_KEY, MODEL, TOKEN
-from tests.fakes.provider import Chunk, Delay, Role
-from tests.test_chat_e2e import answers_once_stored, bot_texts, until
+from tests.fakes.provider import Chunk, Delay, Done, Finish, Role
+from tests.test_chat_e2e import USER, answers_once_stored, bot_texts, stored_answers, until
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def write_config(path: Path, telegram, provider, database: Path) -> Path:
+def write_config(path: Path, telegram, provider, database_url: str, **sections) -> Path:
     path.write_text(
         yaml.safe_dump(
             {
@@ -29,7 +36,7 @@ def write_config(path: Path, telegram, provider, database: Path) -> Path:
                     "base_file_url": telegram.base_file_url,
                     "poll_timeout": 1,
                 },
-                "database": {"url": f"sqlite+aiosqlite:///{database}"},
+                "database": {"url": database_url},
                 "providers": [
                     {
                         "name": "fake",
@@ -39,17 +46,23 @@ def write_config(path: Path, telegram, provider, database: Path) -> Path:
                     }
                 ],
                 "models": {"chat": MODEL},
+                **sections,
             }
         )
     )
     return path
 
 
-async def test_an_answer_cut_by_a_killed_process_is_sent_with_a_note_after_restart(
-    telegram, provider, config, start_bot, tmp_path
-):
+@asynccontextmanager
+async def bot_process(
+    tmp_path: Path, telegram, provider, config, **sections
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``python -m bot run`` on the fakes and ``config``'s database, polling once this yields.
+
+    A process still running when the block ends is killed.
+    """
     config_file = write_config(
-        tmp_path / "config.yaml", telegram, provider, Path(config.database.url.split("///")[1])
+        tmp_path / "config.yaml", telegram, provider, config.database.url, **sections
     )
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -64,13 +77,24 @@ async def test_an_answer_cut_by_a_killed_process_is_sent_with_a_note_after_resta
         stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        provider.enqueue(Role(), Chunk("The beginning of a long answer"), Delay(60))
         await telegram.wait_until_polling(timeout=30)
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+
+
+@pytest.mark.both_databases
+async def test_an_answer_cut_by_a_killed_process_is_sent_with_a_note_after_restart(
+    telegram, provider, config, start_bot, tmp_path
+):
+    async with bot_process(tmp_path, telegram, provider, config) as process:
+        provider.enqueue(Role(), Chunk("The beginning of a long answer"), Delay(60))
         telegram.user_sends("Tell me a long story")
         await until(lambda: any("The beginning" in d.text for d in telegram.drafts()))
         # The checkpoint follows the visible update; give it a moment to commit.
         await asyncio.sleep(0.5)
-    finally:
         process.send_signal(signal.SIGKILL)
         await process.wait()
 
@@ -83,6 +107,114 @@ async def test_an_answer_cut_by_a_killed_process_is_sent_with_a_note_after_resta
     ]
     user_turns = [m["content"] for m in provider.requests[0].json["messages"]]
     assert user_turns[-1] == "Tell me a long story"
+
+
+# Long enough for the bot to notice the signal; short enough to wait out in a test.
+GRACE = 1.0
+# A stopping process that has not exited after its grace period plus this is hanging.
+EXIT_MARGIN = 15.0
+
+
+async def terminated(process: asyncio.subprocess.Process, grace: float) -> int:
+    """SIGTERM ``process`` and return its exit code once it has stopped."""
+    process.send_signal(signal.SIGTERM)
+    return await asyncio.wait_for(process.wait(), grace + EXIT_MARGIN)
+
+
+async def stored_user_turns(config) -> list[str]:
+    engine = create_engine(config.database.url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                select(Message.content).where(Message.role == "user").order_by(Message.id)
+            )
+            return [row.content for row in rows]
+    finally:
+        await engine.dispose()
+
+
+async def test_sigterm_cuts_an_answer_still_streaming_after_the_grace_period(
+    telegram, provider, config, start_bot, tmp_path
+):
+    async with bot_process(
+        tmp_path, telegram, provider, config, streaming={"shutdown_grace": GRACE}
+    ) as process:
+        provider.enqueue(Role(), Chunk("The beginning of a long answer"), Delay(60))
+        telegram.user_sends("Tell me a long story")
+        await until(lambda: any("The beginning" in d.text for d in telegram.drafts()))
+        assert await terminated(process, GRACE) == 0
+
+    (shown,) = bot_texts(telegram)
+    assert shown.startswith("The beginning of a long answer")
+    assert shown.endswith(message_text("note.shutdown", "en"))
+    assert await stored_answers(config) == [("The beginning of a long answer", "interrupted")]
+    # Nothing is left for start-up recovery to finish a second time.
+    async with start_bot(config):
+        telegram.user_sends("/help")
+        await until(lambda: len(bot_texts(telegram)) == 2)
+    assert bot_texts(telegram)[0] == shown
+
+
+async def test_sigterm_lets_an_answer_that_ends_within_the_grace_period_finish(
+    telegram, provider, config, tmp_path
+):
+    grace = 30.0
+    async with bot_process(
+        tmp_path, telegram, provider, config, streaming={"shutdown_grace": grace}
+    ) as process:
+        provider.enqueue(
+            Role(), Chunk("A short answer, "), Delay(1.5), Chunk("finished."), Finish(), Done()
+        )
+        telegram.user_sends("Tell me something short")
+        await until(lambda: any("A short answer" in d.text for d in telegram.drafts()))
+        assert await terminated(process, grace) == 0
+
+    assert bot_texts(telegram) == ["A short answer, finished."]
+    assert await stored_answers(config) == [("A short answer, finished.", "complete")]
+
+
+@pytest.mark.both_databases
+async def test_a_message_queued_at_sigterm_is_kept_and_the_user_asked_to_send_it_again(
+    telegram, provider, config, tmp_path
+):
+    async with bot_process(
+        tmp_path, telegram, provider, config, streaming={"shutdown_grace": GRACE}
+    ) as process:
+        provider.enqueue(Role(), Chunk("The first answer"), Delay(60))
+        telegram.user_sends("first question")
+        await until(lambda: any("The first answer" in d.text for d in telegram.drafts()))
+        telegram.user_sends("second question")
+        queued = message_text("queued", "en")
+        await until(lambda: queued in bot_texts(telegram))
+        assert await terminated(process, GRACE) == 0
+
+    restarting = message_text("restarting", "en")
+    texts = bot_texts(telegram)
+    assert queued in texts
+    assert restarting in texts
+    (answer,) = [t for t in texts if t.startswith("The first answer")]
+    assert answer.endswith(message_text("note.shutdown", "en"))
+    # The queued message never reached the provider, but it is not lost.
+    assert len(provider.requests) == 1
+    assert await stored_user_turns(config) == ["first question", "second question"]
+    assert await stored_answers(config) == [("The first answer", "interrupted")]
+    (note,) = [m for m in telegram.messages(USER, from_bot=True) if m.text == restarting]
+    second = next(m for m in telegram.messages(USER, from_bot=False) if m.text == "second question")
+    assert note.reply_to_message_id == second.message_id
+
+
+async def test_an_answer_not_begun_when_the_bot_stops_asks_the_user_to_send_again(
+    telegram, provider, config_for, start_bot
+):
+    config = config_for(streaming={"shutdown_grace": 0})
+    async with start_bot(config):
+        provider.enqueue(Delay(60), Role(), Chunk("never shown"))
+        telegram.user_sends("Are you there?")
+        await until(lambda: len(provider.requests) == 1)
+
+    assert bot_texts(telegram) == [message_text("restarting", "en")]
+    assert await stored_answers(config) == [("", "interrupted")]
+    assert await stored_user_turns(config) == ["Are you there?"]
 
 
 async def test_no_secret_reaches_the_log_even_at_debug_level(

@@ -193,6 +193,7 @@ async def test_a_button_chooses_the_chat_model_and_the_conversation_goes_on(
     assert await chat_model_used(telegram, provider, "third") == MODEL
 
 
+@pytest.mark.both_databases
 async def test_an_argument_chooses_the_chat_model_and_reset_goes_back(telegram, provider, bot):
     reply = await reply_to(telegram, "/models chat FAKE-MODEL-MINI")
     assert reply.text == "This chat now uses fake-model-mini. The conversation continues."
@@ -272,6 +273,7 @@ async def test_configured_chat_suggestions_are_the_only_choices(
         assert [label for label, _ in buttons(menu)] == [f"✅ {MODEL}", "fake-model"]
 
 
+@pytest.mark.both_databases
 async def test_choices_and_defaults_survive_a_restart(telegram, provider, config, start_bot):
     async with start_bot(config):
         await reply_to(telegram, "/models chat fake-model")

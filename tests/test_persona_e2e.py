@@ -42,6 +42,7 @@ async def test_the_menu_shows_the_current_persona_and_buttons_for_the_others(tel
     assert buttons == ["persona:pirate"]
 
 
+@pytest.mark.both_databases
 async def test_picking_a_persona_uses_its_prompt_in_a_new_conversation(telegram, provider, bot):
     provider.enqueue_stream(["Hello."])
     telegram.user_sends("hi")
@@ -77,6 +78,7 @@ async def test_an_unknown_persona_is_refused_with_the_valid_names(telegram, bot)
     )
 
 
+@pytest.mark.both_databases
 async def test_a_custom_persona_is_the_system_prompt_and_survives_a_restart(
     telegram, provider, config, start_bot
 ):

@@ -94,6 +94,7 @@ async def test_complete_streams_the_continuation_after_its_prompt(telegram, prov
     ]
 
 
+@pytest.mark.both_databases
 async def test_a_completion_is_kept_but_is_not_context_for_the_next_chat(
     telegram, provider, bot, config
 ):
@@ -243,6 +244,7 @@ async def test_edit_usage_is_explained_in_chinese(telegram, provider, bot):
 # --- /retry ----------------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 async def test_retry_regenerates_the_last_answer_in_its_own_message(
     telegram, provider, bot, config
 ):
@@ -388,6 +390,7 @@ async def test_a_failed_retry_is_told_in_chinese(telegram, provider, bot, config
     )
 
 
+@pytest.mark.both_databases
 async def test_retry_of_an_error_answer_replaces_the_error_in_place(
     telegram, provider, bot, config
 ):

@@ -120,14 +120,27 @@ async def answer(
     assert message is not None
     lang = lang_of(update)
     await take_turn(
-        context, message, lang, lambda: _answer_in_turn(update, context, prompt, lang, images)
+        context,
+        message,
+        lang,
+        lambda: _answer_in_turn(update, context, prompt, lang, images),
+        unanswered=lambda: _keep_unanswered(update, context, prompt, images),
     )
 
 
 async def take_turn(
-    context: BotContext, message: Message, lang: Lang, work: Callable[[], Awaitable[None]]
+    context: BotContext,
+    message: Message,
+    lang: Lang,
+    work: Callable[[], Awaitable[None]],
+    *,
+    unanswered: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Run ``work`` when the conversation of ``message`` is free, saying so if it waits."""
+    """Run ``work`` when the conversation of ``message`` is free, saying so if it waits.
+
+    If the bot stops first, ``work`` never runs: ``unanswered`` keeps what it must and the
+    user is asked to send the message again.
+    """
     services = context.services
     key = conversation_key(message)
 
@@ -137,8 +150,36 @@ async def take_turn(
 
     # Taken before any other await, so messages of one conversation are answered in order;
     # ``queued`` runs if an answer before it (on this instance or another) is still going.
-    async with services.conversations.hold(key, on_wait=queued):
-        await work()
+    async with services.stops.turn(services.conversations.hold(key, on_wait=queued)) as free:
+        if free:
+            await work()
+            return
+        if unanswered is not None:
+            await unanswered()
+    await context.reply(message, text("restarting", lang))
+
+
+async def _keep_unanswered(
+    update: Update, context: BotContext, prompt: str, images: tuple[str, ...]
+) -> None:
+    """Store the user's turn that the bot, stopping, will not answer."""
+    message = update.effective_message
+    assert message is not None
+    services = context.services
+    store = services.store
+    chat_id, thread_id = conversation_key(message)
+    await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang_of(update))
+    persona = await chat_persona(services.config, store, chat_id)
+    conversation = await store.active_conversation(
+        chat_id, persona=persona.name, thread_id=thread_id
+    )
+    await store.add_user_message(
+        conversation,
+        text=stored_text(prompt, images),
+        user_id=update.effective_user.id if update.effective_user else None,
+        telegram_chat_id=chat_id,
+        telegram_message_id=message.message_id,
+    )
 
 
 async def _answer_in_turn(
@@ -371,7 +412,7 @@ async def _stream_answer(
             streaming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await streaming
-            outcome.status, outcome.note = MessageStatus.STOPPED, text("note.stopped", lang)
+            outcome.status, outcome.note = _stop_outcome(context, editor, lang)
         else:
             streaming.result()
     except ProviderError as exc:
@@ -394,6 +435,16 @@ async def _stream_answer(
         stopped.cancel()
         await typing.stop()
     await _finish(context, prompt_tokens, editor, turn, outcome)
+
+
+def _stop_outcome(
+    context: BotContext, editor: StreamEditor, lang: Lang
+) -> tuple[MessageStatus, str]:
+    """How a stopped answer ends: stopped by its user, or interrupted by the bot stopping."""
+    if not context.services.stops.interrupted:
+        return MessageStatus.STOPPED, text("note.stopped", lang)
+    # Start-up recovery would call it interrupted too; with nothing shown, ask again.
+    return MessageStatus.INTERRUPTED, text("note.shutdown" if editor.text else "restarting", lang)
 
 
 async def _finish(

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from sqlalchemy import text
@@ -98,6 +99,15 @@ async def postgres_database() -> AsyncIterator[str]:
         await admin.dispose()
 
 
+def postgres_missing(exc: PostgresUnavailable) -> NoReturn:
+    """Skip the test for want of PostgreSQL, or fail it where PostgreSQL is required."""
+    reason = f"PostgreSQL not reachable at {POSTGRES_ADDRESS}: {exc}"
+    # CI sets this so that the PostgreSQL path can never go silently untested.
+    if os.environ.get("BOT_TEST_REQUIRE_POSTGRES"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """An empty database, once as a SQLite file and once on PostgreSQL."""
@@ -108,11 +118,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         try:
             url = await stack.enter_async_context(postgres_database())
         except PostgresUnavailable as exc:
-            reason = f"PostgreSQL not reachable at {POSTGRES_ADDRESS}: {exc}"
-            # CI sets this so that the PostgreSQL path can never go silently untested.
-            if os.environ.get("BOT_TEST_REQUIRE_POSTGRES"):
-                pytest.fail(reason)
-            pytest.skip(reason)
+            postgres_missing(exc)
         yield url
 
 
@@ -123,10 +129,7 @@ async def postgres_url() -> AsyncIterator[str]:
         try:
             url = await stack.enter_async_context(postgres_database())
         except PostgresUnavailable as exc:
-            reason = f"PostgreSQL not reachable at {POSTGRES_ADDRESS}: {exc}"
-            if os.environ.get("BOT_TEST_REQUIRE_POSTGRES"):
-                pytest.fail(reason)
-            pytest.skip(reason)
+            postgres_missing(exc)
         yield url
 
 
