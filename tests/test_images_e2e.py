@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from bot.storage.db import create_engine
 from bot.storage.models import Message
+from tests.e2e import bot_texts, until
 from tests.factories import MODEL
 from tests.fakes.provider import FAKE_PNG, ErrorResponse, ImagesAnswer, b64_item
-from tests.test_chat_e2e import bot_texts, until
 
 USER = 42
 GROUP = -1007777
