@@ -9,8 +9,6 @@ from bot.handlers.context import SERVICES_KEY
 from tests.e2e import bot_texts, metric_samples, until
 from tests.fakes.provider import Chunk, Delay, Done, Finish, Role
 
-USER = 42
-
 
 @pytest.fixture
 def config(config_for):
