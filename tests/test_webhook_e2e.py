@@ -93,6 +93,8 @@ async def test_health_says_ready_with_the_mode_and_metrics_count_answers(telegra
     provider.enqueue_stream(["Counted."])
     telegram.user_sends("count me")
     await until(lambda: "Counted." in bot_texts(telegram))
+    # The text reaches Telegram before the answer is stored and counted.
+    await until(lambda: len(services.stops) == 0)
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
             assert response.status == 200
