@@ -24,6 +24,7 @@ from tests.fakes.databases import (
     sqlite_url,
     store,  # noqa: F401 - re-exported fixture
 )
+from tests.fakes.http import session  # noqa: F401 - re-exported fixture
 from tests.fakes.provider import FakeProvider
 from tests.fakes.redis_server import redis_space  # noqa: F401 - re-exported fixture
 from tests.fakes.telegram import FakeTelegram

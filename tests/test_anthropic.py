@@ -36,6 +36,7 @@ from bot.providers.base import (
 )
 from bot.providers.classify import classify_error
 from bot.providers.service import build_provider
+from tests import streams
 from tests.fakes.anthropic import (
     BlockStart,
     BlockText,
@@ -80,12 +81,6 @@ async def fake() -> AsyncIterator[FakeAnthropic]:
         yield server
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def provider_for(
     session: aiohttp.ClientSession,
     base_url: str,
@@ -108,19 +103,13 @@ def provider_for(
 
 
 async def collect(provider: AnthropicProvider, request: ChatRequest = REQUEST) -> list[StreamEvent]:
-    return [event async for event in provider.stream_chat(request)]
+    return await streams.collect(provider.stream_chat(request))
 
 
 async def collect_until_error(
     provider: AnthropicProvider, request: ChatRequest = REQUEST
 ) -> tuple[list[StreamEvent], ProviderError]:
-    events: list[StreamEvent] = []
-    try:
-        async for event in provider.stream_chat(request):
-            events.append(event)  # noqa: PERF401 - the events before the error are the point
-    except ProviderError as exc:
-        return events, exc
-    raise AssertionError(f"no error was raised; events: {events}")
+    return await streams.collect_until_error(provider.stream_chat(request))
 
 
 # --- answers ---------------------------------------------------------------------------------

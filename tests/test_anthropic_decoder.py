@@ -23,6 +23,7 @@ from bot.providers.anthropic_decoder import (
 )
 from bot.providers.base import StreamEnd, StreamEvent, TextDelta, ToolCallDelta, Usage
 from bot.providers.decoders import SSEDecoder, SSEMessage
+from tests.streams import text_of
 from tests.test_decoders import SEED_004_TOOL_STREAM
 from tests.test_decoders import decode as decode_openai
 from tests.test_decoders import parse as parse_openai
@@ -118,10 +119,6 @@ def feed_all(parser: AnthropicStreamParser, data: bytes) -> list[StreamEvent]:
     for message in decode([data]):
         events += parser.feed_message(message)
     return events
-
-
-def text_of(events: Iterable[StreamEvent]) -> str:
-    return "".join(e.text for e in events if isinstance(e, TextDelta))
 
 
 # --- recorded streams ------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
-import pytest
 
 from bot.config import ProviderConfig, TimeoutConfig
 from bot.errors import ErrorKind, QuotaError
@@ -168,12 +167,6 @@ async def test_closing_cancels_a_fetch_in_flight() -> None:
 
 
 # --- over HTTP ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def _openai(

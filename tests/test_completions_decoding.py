@@ -11,8 +11,9 @@ from bot.errors import ModelNotFound, StreamCut, Unavailable
 from bot.providers.base import StreamEnd, TextDelta, Usage
 from bot.providers.decoders import parse_completion, parse_edit
 from bot.providers.wrapper_decoder import parse_chat_answer, parse_edit_answer
+from tests.streams import text_of
 from tests.test_classify import SEED_BODIES
-from tests.test_decoders import _sse, decode, parse, text_of
+from tests.test_decoders import _sse, decode, parse
 
 # A /v1/completions stream as OpenAI sends it: text on the choice, the finish reason on the
 # last text chunk, then the usage-only chunk (stream_options.include_usage) and [DONE].

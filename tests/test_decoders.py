@@ -12,6 +12,7 @@ import pytest
 from bot.errors import AuthError, ContentRejected, RateLimited, StreamCut, Unavailable
 from bot.providers.base import StreamEnd, StreamEvent, TextDelta, ToolCallDelta, Usage
 from bot.providers.decoders import OpenAIStreamParser, SSEDecoder, SSEMessage, parse_completion
+from tests.streams import text_of
 
 
 def _sse(*lines: str, newline: str = "\n") -> bytes:
@@ -129,10 +130,6 @@ def parse(messages: Iterable[SSEMessage]) -> list[StreamEvent]:
     for message in messages:
         events += parser.feed(message.data)
     return events + parser.close()
-
-
-def text_of(events: Iterable[StreamEvent]) -> str:
-    return "".join(e.text for e in events if isinstance(e, TextDelta))
 
 
 # --- recorded streams ------------------------------------------------------------------------

@@ -61,12 +61,6 @@ CONTENT_POLICY = {
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
 async def fake() -> AsyncIterator[FakeProvider]:
     async with FakeProvider() as server:
         yield server

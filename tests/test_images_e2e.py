@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -9,9 +10,9 @@ from sqlalchemy import select
 
 from bot.storage.db import create_engine
 from bot.storage.models import Message
+from tests.e2e import bot_texts, until
 from tests.factories import MODEL
 from tests.fakes.provider import FAKE_PNG, ErrorResponse, ImagesAnswer, b64_item
-from tests.test_chat_e2e import bot_texts, until
 
 USER = 42
 GROUP = -1007777
@@ -41,7 +42,18 @@ def image_requests(provider):
     return [r for r in provider.requests if r.path.startswith("/v1/images/")]
 
 
-async def stored(config):
+async def stored(config, timeout=10.0):
+    """The stored messages once no answer is streaming: the reply goes out before the store."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        rows = await stored_now(config)
+        if all(row[3] != "streaming" for row in rows):
+            return rows
+        assert asyncio.get_running_loop().time() < deadline, f"answers not stored: {rows}"
+        await asyncio.sleep(0.05)
+
+
+async def stored_now(config):
     engine = create_engine(config.database.url)
     try:
         async with engine.connect() as connection:

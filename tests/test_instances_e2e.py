@@ -26,11 +26,11 @@ from sqlalchemy import select
 
 from bot.storage.db import create_engine
 from bot.storage.models import Message
+from tests.e2e import bot_texts, until
 from tests.factories import API_KEY, MODEL, TOKEN
 from tests.fakes.provider import Chunk, Delay, FakeProvider, Role, paced_stream
 from tests.fakes.redis_server import RedisSpace
 from tests.fakes.telegram import FakeTelegram, FloodLimits
-from tests.test_chat_e2e import until
 from tests.test_streaming_e2e import stop_data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,10 +266,6 @@ async def answers_stored(database_url: str, count: int, timeout: float = 20.0) -
             return answers
         assert loop.time() < deadline, f"answers not stored: {answers}"
         await asyncio.sleep(0.1)
-
-
-def bot_texts(telegram: FakeTelegram, chat_id: int) -> list[str]:
-    return [m.text for m in telegram.messages(chat_id) if m.from_bot]
 
 
 QUEUED = "⏳ I'll answer this as soon as I've finished the answer before it."

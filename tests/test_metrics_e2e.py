@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import pytest
 
 from bot.handlers.context import SERVICES_KEY
+from tests.e2e import bot_texts, metric_samples, until
 from tests.fakes.provider import Chunk, Delay, Done, Finish, Role
-
-USER = 42
 
 
 @pytest.fixture
 def config(config_for):
     return config_for(streaming={"drafts": False}, ops={"listen": "127.0.0.1", "port": 0})
-
-
-async def until(predicate, timeout=15.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def scrape(bot) -> dict[str, float]:
@@ -33,16 +23,7 @@ async def scrape(bot) -> dict[str, float]:
         session.get(f"http://127.0.0.1:{port}/metrics") as response,
     ):
         exposition = await response.text()
-    samples = {}
-    for line in exposition.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
-
-
-def bot_texts(telegram):
-    return [m.text for m in telegram.messages(USER) if m.from_bot]
+    return metric_samples(exposition)
 
 
 async def test_provider_errors_are_counted_by_provider_and_kind(telegram, provider, bot):

@@ -33,6 +33,7 @@ from bot.providers.base import (
     Usage,
 )
 from bot.providers.openai_compat import OpenAICompatProvider
+from tests import streams
 from tests.fakes.provider import (
     Chunk,
     Cut,
@@ -68,12 +69,6 @@ async def fake() -> AsyncIterator[FakeProvider]:
         yield server
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def provider_for(
     session: aiohttp.ClientSession,
     base_url: str,
@@ -95,19 +90,13 @@ def provider_for(
 async def collect(
     provider: OpenAICompatProvider, request: ChatRequest = REQUEST
 ) -> list[StreamEvent]:
-    return [event async for event in provider.stream_chat(request)]
+    return await streams.collect(provider.stream_chat(request))
 
 
 async def collect_until_error(
     provider: OpenAICompatProvider, request: ChatRequest = REQUEST
 ) -> tuple[list[StreamEvent], ProviderError]:
-    events: list[StreamEvent] = []
-    try:
-        async for event in provider.stream_chat(request):
-            events.append(event)  # noqa: PERF401 - the events before the error are the point
-    except ProviderError as exc:
-        return events, exc
-    raise AssertionError(f"no error was raised; events: {events}")
+    return await streams.collect_until_error(provider.stream_chat(request))
 
 
 # --- answers ---------------------------------------------------------------------------------

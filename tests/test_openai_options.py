@@ -49,12 +49,6 @@ async def fake() -> AsyncIterator[FakeProvider]:
         yield server
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def provider_for(
     session: aiohttp.ClientSession, base_url: str, **options: object
 ) -> OpenAICompatProvider:

@@ -7,8 +7,8 @@ from bot.instances import lock_id
 from bot.storage.advisory import AdvisoryLocks
 from bot.storage.db import create_engine, migrate
 from bot.storage.store import MessageStatus, Store
+from tests.e2e import bot_texts, until
 from tests.factories import MODEL, make_config
-from tests.test_chat_e2e import bot_texts, until
 
 
 async def test_an_answer_a_live_instance_streams_is_recovered_only_once_it_is_let_go(

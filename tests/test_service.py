@@ -21,8 +21,6 @@ from bot.providers.base import (
     ChatRequest,
     StreamEnd,
     StreamEvent,
-    StreamStart,
-    TextDelta,
 )
 from bot.providers.openai_compat import OpenAICompatProvider
 from bot.providers.service import (
@@ -32,7 +30,9 @@ from bot.providers.service import (
     ProviderService,
     retry_delay,
 )
+from tests import streams
 from tests.fakes.provider import Chunk, Cut, Delay, ErrorResponse, FakeProvider, Role
+from tests.streams import starts, text_of
 
 MODEL = "gpt-test"
 REQUEST = ChatRequest(model=MODEL, messages=(ChatMessage("user", "hello"),))
@@ -66,12 +66,6 @@ async def backup() -> AsyncIterator[FakeProvider]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 
@@ -93,27 +87,13 @@ def service_for(
 
 
 async def collect(service: ProviderService) -> list[StreamEvent]:
-    return [event async for event in service.stream_chat(REQUEST)]
+    return await streams.collect(service.stream_chat(REQUEST))
 
 
 async def collect_until_error(
     service: ProviderService,
 ) -> tuple[list[StreamEvent], ProviderError]:
-    events: list[StreamEvent] = []
-    try:
-        async for event in service.stream_chat(REQUEST):
-            events.append(event)  # noqa: PERF401 - the events before the error are the point
-    except ProviderError as exc:
-        return events, exc
-    raise AssertionError(f"no error was raised; events: {events}")
-
-
-def text_of(events: list[StreamEvent]) -> str:
-    return "".join(e.text for e in events if isinstance(e, TextDelta))
-
-
-def starts(events: list[StreamEvent]) -> list[str]:
-    return [e.provider for e in events if isinstance(e, StreamStart)]
+    return await streams.collect_until_error(service.stream_chat(REQUEST))
 
 
 # --- failover ----------------------------------------------------------------------------------

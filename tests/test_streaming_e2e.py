@@ -6,9 +6,10 @@ from itertools import pairwise
 
 from telegram import Bot
 
+from tests.e2e import bot_texts, until
 from tests.factories import TOKEN
 from tests.fakes.provider import Chunk, Delay, Done, Finish, Role
-from tests.test_chat_e2e import answers_once_stored, bot_texts, streamed, until
+from tests.test_chat_e2e import answers_once_stored, streamed
 
 USER = 42
 GROUP = -1001234

@@ -32,6 +32,7 @@ from bot.providers.base import (
 from bot.providers.openai_compat import OpenAICompatProvider
 from bot.providers.service import ProviderService
 from bot.providers.wrapper import WrapperProvider
+from tests import streams
 from tests.fakes.provider import (
     Chunk,
     Cut,
@@ -53,6 +54,7 @@ from tests.fakes.wrapper import (
     Piece,
 )
 from tests.fakes.wrapper import EditResult as WrapperEdit
+from tests.streams import text_of
 from tests.test_classify import SEED_BODIES
 
 API_KEY = "sk-test-0123456789abcdef"
@@ -77,12 +79,6 @@ async def openai() -> AsyncIterator[FakeProvider]:
 async def wrapper() -> AsyncIterator[FakeWrapper]:
     async with FakeWrapper() as server:
         yield server
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def openai_for(
@@ -117,23 +113,13 @@ def wrapper_for(
 async def completion_of(
     provider: OpenAICompatProvider | WrapperProvider, request: CompletionRequest = COMPLETION
 ) -> list[StreamEvent]:
-    return [event async for event in provider.stream_completion(request)]
+    return await streams.collect(provider.stream_completion(request))
 
 
 async def until_error(
     provider: OpenAICompatProvider | WrapperProvider,
 ) -> tuple[list[StreamEvent], ProviderError]:
-    events: list[StreamEvent] = []
-    try:
-        async for event in provider.stream_completion(COMPLETION):
-            events.append(event)  # noqa: PERF401 - the events before the error are the point
-    except ProviderError as exc:
-        return events, exc
-    raise AssertionError(f"no error was raised; events: {events}")
-
-
-def text_of(events: list[StreamEvent]) -> str:
-    return "".join(e.text for e in events if isinstance(e, TextDelta))
+    return await streams.collect_until_error(provider.stream_completion(COMPLETION))
 
 
 # --- OpenAI-compatible: /v1/completions ------------------------------------------------------

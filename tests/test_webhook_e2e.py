@@ -11,6 +11,7 @@ import pytest
 from bot.handlers.context import SERVICES_KEY
 from bot.metrics import Metrics
 from bot.ops import OpsServer, Readiness
+from tests.e2e import bot_texts, metric_samples, until
 from tests.fakes.telegram_webhook import SECRET_HEADER
 
 SECRET = "webhook-secret_42"
@@ -20,17 +21,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-async def until(predicate, timeout=15.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
-def bot_texts(telegram, chat_id=42):
-    return [m.text for m in telegram.messages(chat_id) if m.from_bot]
 
 
 @pytest.fixture
@@ -103,6 +93,8 @@ async def test_health_says_ready_with_the_mode_and_metrics_count_answers(telegra
     provider.enqueue_stream(["Counted."])
     telegram.user_sends("count me")
     await until(lambda: "Counted." in bot_texts(telegram))
+    # The text reaches Telegram before the answer is stored and counted.
+    await until(lambda: len(services.stops) == 0)
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
             assert response.status == 200
@@ -124,16 +116,6 @@ async def test_health_says_ready_with_the_mode_and_metrics_count_answers(telegra
     assert samples["bot_streams_active"] == 0.0
     assert samples["bot_turns_queued"] == 0.0
     assert samples["bot_outbox_waiting"] == 0.0
-
-
-def metric_samples(exposition: str) -> dict[str, float]:
-    """``name{labels}`` -> value, from Prometheus' text format."""
-    samples = {}
-    for line in exposition.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
 
 
 async def test_health_answers_503_until_the_bot_is_ready():

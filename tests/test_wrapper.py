@@ -42,6 +42,7 @@ from bot.providers.wrapper import (
     send_body,
     split_prompt,
 )
+from tests import streams
 from tests.fakes.provider import Cut, Delay, ErrorResponse, Raw
 from tests.fakes.wrapper import (
     SEED_000_CHAT_STREAM,
@@ -56,6 +57,7 @@ from tests.fakes.wrapper import (
     Piece,
     SendAnswer,
 )
+from tests.streams import text_of
 from tests.test_provider_config import ENV, ROOT, with_provider
 
 PERSONA = "你是一只会说话的猫，每一句话的结尾都要加上“喵~”"
@@ -80,12 +82,6 @@ def next_turn(session: str | None, *history: ChatMessage) -> ChatRequest:
 async def fake() -> AsyncIterator[FakeWrapper]:
     async with FakeWrapper() as server:
         yield server
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def config_for(
@@ -116,23 +112,13 @@ def provider_for(
 
 
 async def collect(provider: WrapperProvider, request: ChatRequest = FIRST) -> list[StreamEvent]:
-    return [event async for event in provider.stream_chat(request)]
+    return await streams.collect(provider.stream_chat(request))
 
 
 async def collect_until_error(
     provider: WrapperProvider, request: ChatRequest = FIRST
 ) -> tuple[list[StreamEvent], ProviderError]:
-    events: list[StreamEvent] = []
-    try:
-        async for event in provider.stream_chat(request):
-            events.append(event)  # noqa: PERF401 - the events before the error are the point
-    except ProviderError as exc:
-        return events, exc
-    raise AssertionError(f"no error was raised; events: {events}")
-
-
-def text_of(events: list[StreamEvent]) -> str:
-    return "".join(e.text for e in events if isinstance(e, TextDelta))
+    return await streams.collect_until_error(provider.stream_chat(request))
 
 
 def session_of(events: list[StreamEvent]) -> str | None:
