@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import MessageEntityType
 
+from bot.addressing import quoted_context
+from bot.config import ConversationScope
 from bot.context import build_messages, estimate_tokens, message_tokens
 from bot.errors import ContextTooLong, InputError, ProviderError
 from bot.handlers.context import BotContext
@@ -34,7 +36,14 @@ from bot.providers.base import (
     Usage,
 )
 from bot.providers.service import user_tag
-from bot.storage.store import ChatChoices, MessageKind, MessageStatus, TurnPlan, TurnStart
+from bot.storage.store import (
+    ChatChoices,
+    DuplicateMessage,
+    MessageKind,
+    MessageStatus,
+    TurnPlan,
+    TurnStart,
+)
 from bot.streaming.editor import StreamEditor
 from bot.streaming.typing import TypingIndicator
 from bot.vision import stored_text, with_images
@@ -53,10 +62,14 @@ CHECKPOINT_SECONDS = 3.0
 STOP_PREFIX = "stop:"
 
 
-def conversation_key(message: Message) -> ConversationKey:
-    """Chat plus forum topic: each topic keeps its own conversation."""
-    thread_id = message.message_thread_id if message.is_topic_message else None
-    return (message.chat_id, thread_id)
+def topic_of(message: Message) -> int | None:
+    """The forum topic ``message`` is in, where answers to it go; None outside topics."""
+    return message.message_thread_id if message.is_topic_message else None
+
+
+def conversation_key(message: Message, scope: ConversationScope = "topic") -> ConversationKey:
+    """Chat plus forum topic (each topic keeps its own conversation), or the chat alone."""
+    return (message.chat_id, topic_of(message) if scope == "topic" else None)
 
 
 def command_argument(message: Message) -> str:
@@ -101,7 +114,7 @@ async def new_command(update: Update, context: BotContext) -> None:
     if message is None:
         return
     services = context.services
-    chat_id, thread_id = key = conversation_key(message)
+    chat_id, thread_id = key = conversation_key(message, services.config.context.scope)
     async with services.conversations.hold(key):
         await services.store.ensure_chat(chat_id, message.chat.type, message.chat.title)
         persona = await chat_persona(services.config, services.store, chat_id)
@@ -119,9 +132,20 @@ async def answer(
     message = update.effective_message
     assert message is not None
     lang = lang_of(update)
-    await take_turn(
-        context, message, lang, lambda: _answer_in_turn(update, context, prompt, lang, images)
-    )
+    limit = context.services.config.context.max_prompt_chars
+    if len(prompt) > limit:
+        await context.reply(message, text("input.too_long", lang, length=len(prompt), limit=limit))
+        return
+    # A message of someone else the user replies to is part of what they ask about.
+    if (quote := quoted_context(message, context.bot.id)) is not None:
+        prompt = f"{quote}\n\n{prompt}"
+    try:
+        await take_turn(
+            context, message, lang, lambda: _answer_in_turn(update, context, prompt, lang, images)
+        )
+    except DuplicateMessage:
+        # Delivered again (a restart before Telegram heard it was handled): answered already.
+        logger.info("message %s in chat %s arrived again", message.message_id, message.chat_id)
 
 
 async def take_turn(
@@ -129,7 +153,7 @@ async def take_turn(
 ) -> None:
     """Run ``work`` when the conversation of ``message`` is free, saying so if it waits."""
     services = context.services
-    key = conversation_key(message)
+    key = conversation_key(message, services.config.context.scope)
 
     def queued() -> None:
         # Scheduled now but sent while waiting, so the queue position is taken first.
@@ -150,7 +174,7 @@ async def _answer_in_turn(
     config = services.config
     store = services.store
     user_id = update.effective_user.id if update.effective_user else None
-    chat_id, thread_id = conversation_key(message)
+    chat_id, thread_id = conversation_key(message, config.context.scope)
 
     def plan(chat: ChatChoices) -> TurnPlan:
         persona = persona_of(config, chat.persona, chat.persona_prompt)
@@ -194,7 +218,7 @@ async def _answer_in_turn(
     sessions = dict(begun.provider_sessions) if services.providers.keeps_sessions else {}
     await stream_reply(
         context,
-        Reply(answer_id, conversation, chat_id, thread_id, message.message_id),
+        Reply(answer_id, conversation, chat_id, topic_of(message), message.message_id),
         lambda: services.providers.stream_chat(request, sessions),
         prompt_tokens=sum(message_tokens(m) for m in request.messages),
         user_id=user_id,

@@ -93,7 +93,7 @@ async def _set_custom(
 async def _change(context: BotContext, message: Message, name: str) -> None:
     """Switch the chat to persona ``name`` and start a new conversation here."""
     services = context.services
-    chat_id, thread_id = key = conversation_key(message)
+    chat_id, thread_id = key = conversation_key(message, services.config.context.scope)
     async with services.conversations.hold(key):
         await services.store.ensure_chat(chat_id, message.chat.type, message.chat.title)
         await services.store.set_chat_persona(chat_id, name)

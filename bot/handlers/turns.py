@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from telegram import Message
 
-from bot.handlers.chat import Reply, conversation_key
+from bot.handlers.chat import Reply, conversation_key, topic_of
 from bot.handlers.context import BotContext
 from bot.messages import Lang
 from bot.personas import chat_persona
@@ -15,7 +15,7 @@ async def active_conversation_of(context: BotContext, message: Message, lang: La
     """Record the chat of ``message`` and return its active conversation under its persona."""
     services = context.services
     store = services.store
-    chat_id, thread_id = conversation_key(message)
+    chat_id, thread_id = conversation_key(message, services.config.context.scope)
     await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang)
     persona = await chat_persona(services.config, store, chat_id)
     return await store.active_conversation(chat_id, persona=persona.name, thread_id=thread_id)
@@ -33,7 +33,7 @@ async def begin_turn(
 ) -> Reply:
     """Store the user's turn and the empty answer, of ``kind``; return where it goes."""
     store = context.services.store
-    chat_id, thread_id = conversation_key(message)
+    chat_id = message.chat_id
     conversation = await active_conversation_of(context, message, lang)
     await store.add_user_message(
         conversation,
@@ -46,4 +46,4 @@ async def begin_turn(
     answer_id = await store.start_answer(
         conversation, telegram_chat_id=chat_id, model=model, kind=kind
     )
-    return Reply(answer_id, conversation, chat_id, thread_id, message.message_id)
+    return Reply(answer_id, conversation, chat_id, topic_of(message), message.message_id)
