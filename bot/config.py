@@ -32,8 +32,9 @@ DEFAULT_PERSONA_PROMPT = "You are a helpful assistant."
 # The most images one /image may ask for: OpenAI's limit, and a Telegram album's size.
 MAX_IMAGES = 10
 
-ConversationScope = Literal["chat", "topic"]
-"""What shares a conversation in groups: the whole chat, or each forum topic."""
+ConversationScope = Literal["chat", "topic", "user"]
+"""What shares a conversation in groups: the whole chat, each forum topic, or each member
+within a topic."""
 
 WrapperStream = Literal["stream", "sse", "plain", "steamship"]
 """The chat paths of seed 000: ``/openai/chat/stream``, ``/openai/chat/sse``, ``/openai/chat``
@@ -204,7 +205,8 @@ class ContextConfig:
 
     max_messages: int = 40
     max_tokens: int = 6000
-    # Which messages share a conversation in groups: the whole chat, or each forum topic.
+    # Which messages share a conversation in groups: the whole chat, each forum topic, or
+    # each member on their own (within a topic).
     scope: ConversationScope = "topic"
     # The longest prompt accepted, in characters; longer ones are refused with the limit.
     max_prompt_chars: int = 16000

@@ -35,8 +35,8 @@ class KeyedLocks:
         return key in self._locks
 
 
-ConversationKey = tuple[int, int | None]
-"""Chat id and forum topic (None outside topics)."""
+ConversationKey = tuple[int, int | None] | tuple[int, int | None, int]
+"""Chat id and forum topic (None outside topics), and the member when each has their own."""
 
 
 class SharedLocks(Protocol):

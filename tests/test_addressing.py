@@ -9,6 +9,8 @@ from telegram import Chat, ForumTopicCreated, Message, MessageEntity, User
 
 from bot.addressing import is_addressed, quoted_context, replies_to_bot, without_mention
 from bot.gate import AllowList, RecentKeys
+from bot.instances import lock_id
+from bot.storage.advisory import conversation_lock_id
 
 BOT_ID = 5000
 BOT = "llm_test_bot"
@@ -122,3 +124,10 @@ def test_recent_keys_remember_a_bounded_number() -> None:
     assert keys.add(2)
     assert keys.add(3)
     assert keys.add(1), "the oldest key is forgotten past the bound"
+
+
+def test_each_members_own_conversation_has_its_own_lock_id() -> None:
+    shared = conversation_lock_id(-100, 5)
+    assert lock_id((-100, 5)) == shared, "a conversation of the topic keeps its lock id"
+    members = {lock_id((-100, 5, 1)), lock_id((-100, 5, 2)), shared}
+    assert len(members) == 3

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from tests.fakes.telegram import BOT_USERNAME, FakeTelegram, FloodLimits
-from tests.test_chat_e2e import bot_texts, until
+from tests.test_chat_e2e import answers_once_stored, bot_texts, until
 
 GROUP = -1007777
 ALICE, BOB = 7, 8
@@ -134,7 +134,11 @@ async def test_with_the_chat_scope_topics_share_one_conversation(
         telegram.user_sends("/chat second", chat_id=GROUP, user_id=BOB, message_thread_id=20)
         await until(lambda: "Two." in bot_texts(telegram, GROUP))
     assert user_turns(provider.requests[1]) == ["first", "second"]
-    topics = {m.text: m.message_thread_id for m in telegram.messages(GROUP) if m.from_bot}
+    topics = {
+        m.text: m.message_thread_id
+        for m in telegram.messages(GROUP)
+        if m.from_bot and not m.text.startswith("⏳")
+    }
     assert topics == {"One.": 10, "Two.": 20}, "answers still land in the asker's topic"
 
 
@@ -166,3 +170,34 @@ async def test_three_members_asking_at_once_stay_within_the_group_budget(provide
     assert len(provider.requests) == 3
     refused = [c.summary() for c in telegram.calls if c.error_code == 429]
     assert refused == []
+
+
+async def test_with_the_user_scope_each_member_has_a_conversation_of_their_own(
+    telegram, provider, config_for, start_bot
+):
+    config = config_for(streaming={"drafts": False}, context={"scope": "user"})
+    async with start_bot(config):
+        provider.enqueue_stream(["Slow for Alice."], delay=1.0)
+        telegram.user_sends("/chat one", chat_id=GROUP, user_id=ALICE)
+        await provider.wait_for_requests(1)
+        provider.enqueue_stream(["For Bob."])
+        telegram.user_sends("/chat two", chat_id=GROUP, user_id=BOB, first_name="Bob")
+        await until(lambda: "For Bob." in bot_texts(telegram, GROUP))
+        await until(lambda: "Slow for Alice." in bot_texts(telegram, GROUP))
+        await answers_once_stored(config, 2)
+        provider.enqueue_stream(["Alice again."])
+        telegram.user_sends("/chat three", chat_id=GROUP, user_id=ALICE)
+        await until(lambda: "Alice again." in bot_texts(telegram, GROUP))
+        await answers_once_stored(config, 3)
+        provider.enqueue_stream(["Fresh."])
+        telegram.user_sends("/new", chat_id=GROUP, user_id=BOB, first_name="Bob")
+        await until(lambda: len(bot_texts(telegram, GROUP)) == 4)
+        telegram.user_sends("/chat four", chat_id=GROUP, user_id=BOB, first_name="Bob")
+        await until(lambda: "Fresh." in bot_texts(telegram, GROUP))
+
+    assert user_turns(provider.requests[1]) == ["two"]
+    assert user_turns(provider.requests[2]) == ["one", "three"]
+    assert user_turns(provider.requests[3]) == ["four"], "Bob's /new ends his conversation only"
+    assert not any(t.startswith("⏳") for t in bot_texts(telegram, GROUP)), (
+        "members do not wait for each other"
+    )

@@ -16,13 +16,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.constants import MessageEntityType
+from telegram.constants import ChatType, MessageEntityType
 
 from bot.addressing import quoted_context
 from bot.config import ConversationScope
 from bot.context import build_messages, estimate_tokens, message_tokens
 from bot.errors import ContextTooLong, InputError, ProviderError
 from bot.handlers.context import BotContext
+from bot.inflight import ConversationKey as LockKey
 from bot.messages import Lang, cut_note, language_of, text, user_message
 from bot.model_choice import resolve_model
 from bot.personas import chat_persona, persona_of
@@ -69,7 +70,21 @@ def topic_of(message: Message) -> int | None:
 
 def conversation_key(message: Message, scope: ConversationScope = "topic") -> ConversationKey:
     """Chat plus forum topic (each topic keeps its own conversation), or the chat alone."""
-    return (message.chat_id, topic_of(message) if scope == "topic" else None)
+    return (message.chat_id, None if scope == "chat" else topic_of(message))
+
+
+def conversation_member(message: Message, scope: ConversationScope) -> int | None:
+    """With the user scope, the group member whose own conversation this is; else None."""
+    if scope != "user" or message.chat.type == ChatType.PRIVATE or message.from_user is None:
+        return None
+    return message.from_user.id
+
+
+def lock_key(message: Message, scope: ConversationScope) -> LockKey:
+    """What the conversation of ``message`` is locked by: the same split as its history."""
+    chat_id, thread_id = conversation_key(message, scope)
+    member = conversation_member(message, scope)
+    return (chat_id, thread_id) if member is None else (chat_id, thread_id, member)
 
 
 def command_argument(message: Message) -> str:
@@ -114,11 +129,17 @@ async def new_command(update: Update, context: BotContext) -> None:
     if message is None:
         return
     services = context.services
-    chat_id, thread_id = key = conversation_key(message, services.config.context.scope)
-    async with services.conversations.hold(key):
+    scope = services.config.context.scope
+    chat_id, thread_id = conversation_key(message, scope)
+    async with services.conversations.hold(lock_key(message, scope)):
         await services.store.ensure_chat(chat_id, message.chat.type, message.chat.title)
         persona = await chat_persona(services.config, services.store, chat_id)
-        await services.store.new_conversation(chat_id, persona=persona.name, thread_id=thread_id)
+        await services.store.new_conversation(
+            chat_id,
+            persona=persona.name,
+            thread_id=thread_id,
+            user_id=conversation_member(message, scope),
+        )
     await context.reply(message, text("new_conversation", lang_of(update)))
 
 
@@ -153,7 +174,7 @@ async def take_turn(
 ) -> None:
     """Run ``work`` when the conversation of ``message`` is free, saying so if it waits."""
     services = context.services
-    key = conversation_key(message, services.config.context.scope)
+    key = lock_key(message, services.config.context.scope)
 
     def queued() -> None:
         # Scheduled now but sent while waiting, so the queue position is taken first.
@@ -197,6 +218,7 @@ async def _answer_in_turn(
             thread_id=thread_id,
             user_id=user_id,
             telegram_message_id=message.message_id,
+            conversation_user_id=conversation_member(message, config.context.scope),
             text=stored_text(prompt, images),
             history_limit=config.context.max_messages,
         ),

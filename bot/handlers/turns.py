@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from telegram import Message
 
-from bot.handlers.chat import Reply, conversation_key, topic_of
+from bot.handlers.chat import Reply, conversation_key, conversation_member, topic_of
 from bot.handlers.context import BotContext
 from bot.messages import Lang
 from bot.personas import chat_persona
@@ -15,10 +15,16 @@ async def active_conversation_of(context: BotContext, message: Message, lang: La
     """Record the chat of ``message`` and return its active conversation under its persona."""
     services = context.services
     store = services.store
-    chat_id, thread_id = conversation_key(message, services.config.context.scope)
+    scope = services.config.context.scope
+    chat_id, thread_id = conversation_key(message, scope)
     await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang)
     persona = await chat_persona(services.config, store, chat_id)
-    return await store.active_conversation(chat_id, persona=persona.name, thread_id=thread_id)
+    return await store.active_conversation(
+        chat_id,
+        persona=persona.name,
+        thread_id=thread_id,
+        user_id=conversation_member(message, scope),
+    )
 
 
 async def begin_turn(

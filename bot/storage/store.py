@@ -683,17 +683,24 @@ class Store:
         async with self._sessions() as session:
             return [_stored(row) for row in await session.scalars(query)]
 
-    async def conversation_key(self, conversation_id: int) -> tuple[int, int | None] | None:
-        """The chat and forum topic of a conversation; None if there is no such conversation."""
+    async def conversation_key(
+        self, conversation_id: int
+    ) -> tuple[int, int | None] | tuple[int, int | None, int] | None:
+        """The chat and forum topic of a conversation, and its member if it is one member's;
+        None if there is no such conversation."""
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(Conversation.chat_id, Conversation.thread_id).where(
-                        Conversation.id == conversation_id
-                    )
+                    select(
+                        Conversation.chat_id, Conversation.thread_id, Conversation.user_id
+                    ).where(Conversation.id == conversation_id)
                 )
             ).first()
-        return None if row is None else (row.chat_id, row.thread_id)
+        if row is None:
+            return None
+        if row.user_id is None:
+            return (row.chat_id, row.thread_id)
+        return (row.chat_id, row.thread_id, row.user_id)
 
     async def mark_interrupted(self, message_id: int) -> None:
         """Mark a streaming answer as interrupted; a finished one is left as it is."""
