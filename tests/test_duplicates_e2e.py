@@ -9,6 +9,7 @@ import pytest
 from bot.storage.db import create_engine, migrate
 from bot.storage.store import DuplicateMessage, Store, TurnPlan, TurnStart
 from tests.test_chat_e2e import answers_once_stored, bot_texts, until
+from tests.test_webhook_e2e import SECRET, free_port
 
 USER = 42
 
@@ -92,3 +93,35 @@ async def test_the_store_refuses_a_stored_telegram_message_even_in_one_batch(dat
         await store.begin_turn(turn(100, 2), plan)
     finally:
         await engine.dispose()
+
+
+async def test_a_webhook_delivery_repeated_by_telegram_is_answered_once(
+    telegram, provider, config_for, start_bot
+):
+    port = free_port()
+    config = config_for(
+        telegram={
+            "mode": "webhook",
+            "webhook": {
+                "url": f"http://127.0.0.1:{port}/hook",
+                "listen": "127.0.0.1",
+                "port": port,
+                "secret_token": SECRET,
+            },
+        },
+        streaming={"drafts": False},
+    )
+    async with start_bot(config):
+        provider.enqueue_stream(["Once."])
+        telegram.user_sends("hello")
+        update = telegram.pending_updates[-1]
+        await until(lambda: "Once." in bot_texts(telegram))
+        telegram.push_update(update)  # Telegram did not hear the answer and posts it again
+        assert telegram.webhook is not None
+        webhook = telegram.webhook
+        await until(lambda: len([a for a in webhook.attempts if a.status == 200]) == 2)
+        provider.enqueue_stream(["Next."])
+        telegram.user_sends("next")
+        await until(lambda: "Next." in bot_texts(telegram))
+    assert bot_texts(telegram) == ["Once.", "Next."]
+    assert len(provider.requests) == 2
