@@ -24,11 +24,12 @@ def delivered_updates(telegram):
     return [u for call in telegram.calls_to("getUpdates", ok=True) for u in call.result]
 
 
-async def test_the_same_update_twice_in_one_run_is_answered_once(telegram, provider, bot):
+async def test_the_same_update_twice_in_one_run_is_answered_once(telegram, provider, config, bot):
     provider.enqueue_stream(["Once."])
     telegram.user_sends("hello")
     telegram.push_update(telegram.pending_updates[-1])  # same update_id: a retried delivery
     await until(lambda: "Once." in bot_texts(telegram))
+    await answers_once_stored(config, 1)
     provider.enqueue_stream(["Next."])
     telegram.user_sends("next")
     await until(lambda: "Next." in bot_texts(telegram))
@@ -56,7 +57,9 @@ async def test_a_message_delivered_again_after_a_restart_is_not_answered_again(
         telegram.user_sends("next")
         await until(lambda: "Next." in bot_texts(telegram))
     assert [u["update_id"] for u in delivered_updates(telegram)].count(update["update_id"]) >= 2
-    assert bot_texts(telegram) == ["Once.", "Next."]
+    # "next" may arrive while the repeated message still holds the conversation (and wait).
+    answers = [t for t in bot_texts(telegram) if not t.startswith("⏳")]
+    assert answers == ["Once.", "Next."]
     assert [r.json["messages"][-1]["content"] for r in provider.requests] == ["hello", "next"]
 
 
@@ -120,6 +123,7 @@ async def test_a_webhook_delivery_repeated_by_telegram_is_answered_once(
         assert telegram.webhook is not None
         webhook = telegram.webhook
         await until(lambda: len([a for a in webhook.attempts if a.status == 200]) == 2)
+        await answers_once_stored(config, 1)
         provider.enqueue_stream(["Next."])
         telegram.user_sends("next")
         await until(lambda: "Next." in bot_texts(telegram))
