@@ -18,6 +18,13 @@ from bot.handlers.complete import complete_command
 from bot.handlers.context import SERVICES_KEY, BotApplication, BotContext
 from bot.handlers.edit import edit_command
 from bot.handlers.errors import error_handler
+from bot.handlers.gate import (
+    ACCESS_GROUP,
+    DEDUPE_GROUP,
+    refuse_strangers,
+    skip_repeated_update,
+)
+from bot.handlers.groups import group_message, unsupported_message
 from bot.handlers.help import help_command, start_command
 from bot.handlers.images import (
     PHOTO_FILTER,
@@ -64,6 +71,8 @@ def build_application(services: Services) -> BotApplication:
         .build()
     )
     application.bot_data[SERVICES_KEY] = services
+    application.add_handler(TypeHandler(Update, skip_repeated_update), group=DEDUPE_GROUP)
+    application.add_handler(TypeHandler(Update, refuse_strangers), group=ACCESS_GROUP)
     application.add_handler(CommandHandler("start", start_command))
     application.add_handler(CommandHandler("help", help_command))
     application.add_handler(CommandHandler("new", new_command))
@@ -83,6 +92,21 @@ def build_application(services: Services) -> BotApplication:
     application.add_handler(CallbackQueryHandler(models_button, pattern=f"^{MODELS_PREFIX}"))
     application.add_handler(
         MessageHandler(filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, chat_message)
+    )
+    application.add_handler(
+        MessageHandler(
+            filters.UpdateType.MESSAGE & filters.ChatType.GROUPS & filters.TEXT & ~filters.COMMAND,
+            group_message,
+        )
+    )
+    application.add_handler(
+        MessageHandler(
+            filters.UpdateType.MESSAGE
+            & filters.ChatType.PRIVATE
+            & ~filters.TEXT
+            & ~filters.StatusUpdate.ALL,
+            unsupported_message,
+        )
     )
     application.add_handler(CallbackQueryHandler(stop_button_pressed, pattern=f"^{STOP_PREFIX}"))
     application.add_handler(_DraftStopHandler(Update, draft_stopped))

@@ -32,6 +32,10 @@ DEFAULT_PERSONA_PROMPT = "You are a helpful assistant."
 # The most images one /image may ask for: OpenAI's limit, and a Telegram album's size.
 MAX_IMAGES = 10
 
+ConversationScope = Literal["chat", "topic", "user"]
+"""What shares a conversation in groups: the whole chat, each forum topic, or each member
+within a topic."""
+
 WrapperStream = Literal["stream", "sse", "plain", "steamship"]
 """The chat paths of seed 000: ``/openai/chat/stream``, ``/openai/chat/sse``, ``/openai/chat``
 (one JSON answer) and Steamship's ``/send`` (one JSON answer, ``fileId`` as the session)."""
@@ -62,6 +66,10 @@ class TelegramConfig:
     base_url: str = DEFAULT_TELEGRAM_BASE_URL
     base_file_url: str = DEFAULT_TELEGRAM_FILE_URL
     admins: tuple[int, ...] = ()
+    # Who may use the bot: these users anywhere, and anyone in these chats. Both empty
+    # means open to everyone; bot admins are always let in.
+    allowed_users: tuple[int, ...] = ()
+    allowed_chats: tuple[int, ...] = ()
     # Seconds the getUpdates long poll waits on the server before returning empty.
     poll_timeout: float = 30.0
     mode: Literal["polling", "webhook"] = "polling"
@@ -197,6 +205,11 @@ class ContextConfig:
 
     max_messages: int = 40
     max_tokens: int = 6000
+    # Which messages share a conversation in groups: the whole chat, each forum topic, or
+    # each member on their own (within a topic).
+    scope: ConversationScope = "topic"
+    # The longest prompt accepted, in characters; longer ones are refused with the limit.
+    max_prompt_chars: int = 16000
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,7 +407,7 @@ def _url_path(url: str) -> str:
 
 def _check_limits(config: Config) -> None:
     """Budgets and intervals must make sense."""
-    for key in ("max_messages", "max_tokens"):
+    for key in ("max_messages", "max_tokens", "max_prompt_chars"):
         if getattr(config.context, key) <= 0:
             raise ConfigError(f"context.{key}", "must be positive")
     for key in ("edit_interval_private", "edit_interval_group", "draft_interval", "shutdown_grace"):

@@ -44,8 +44,8 @@ class KeyedLocks:
         return sum(users - 1 for _, users in self._locks.values())
 
 
-ConversationKey = tuple[int, int | None]
-"""Chat id and forum topic (None outside topics)."""
+ConversationKey = tuple[int, int | None] | tuple[int, int | None, int]
+"""Chat id and forum topic (None outside topics), and the member when each has their own."""
 
 
 class SharedLocks(Protocol):

@@ -183,6 +183,25 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
         "en": "The default {role} model is the configured one again: {model}.",
         "zh": "默认的 {role} 模型已恢复为配置中的 {model}。",
     },
+    # groups and access
+    "access.refused": {
+        "en": "Sorry, this bot is private and you are not on its list of users.",
+        "zh": "抱歉，这是私人机器人，你不在允许使用的名单中。",
+    },
+    "input.too_long": {
+        "en": "That message is too long ({length} characters; the limit is {limit}). "
+        "Please shorten it or send it in parts.",
+        "zh": "消息太长（{length} 个字符，上限为 {limit}）。请缩短或分几次发送。",
+    },
+    "input.unsupported": {
+        "en": "I understand text and photos only; voice messages, stickers, videos "
+        "and other files are not supported.",
+        "zh": "我只能理解文字和图片，不支持语音、贴纸、视频和其他文件。",
+    },
+    "input.empty_mention": {
+        "en": "Ask me something after the mention, e.g. @{username} What is a haiku?",
+        "zh": "请在提及我之后写上问题，例如：@{username} 什么是俳句？",
+    },
     # /image, /edit of a photo, photos sent to the bot
     "command.image": {"en": "Draw a picture", "zh": "生成图片"},
     "image.usage": {

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from bot.access import Access
 from bot.config import Config
+from bot.gate import SEEN_UPDATES, TOLD_USERS, AllowList, RecentKeys
 from bot.inflight import ConversationLocks, StopSignals
 from bot.instances import Shared
 from bot.metrics import Metrics
@@ -33,6 +34,11 @@ class Services:
     stop_relay: StopRelay | None = None
     metrics: Metrics = field(default_factory=Metrics)
     readiness: Readiness = field(default_factory=Readiness)
+    allow_list: AllowList = field(default_factory=lambda: AllowList((), (), ()))
+    # Update ids handled lately, so that one delivered again is skipped.
+    seen_updates: RecentKeys = field(default_factory=lambda: RecentKeys(SEEN_UPDATES))
+    # Refused users already told so.
+    refused_told: RecentKeys = field(default_factory=lambda: RecentKeys(TOLD_USERS))
 
     @classmethod
     def create(
@@ -60,6 +66,11 @@ class Services:
             ),
             drafts=DraftSupport(enabled=streaming.drafts, interval=streaming.draft_interval),
             access=Access(config.telegram.admins),
+            allow_list=AllowList(
+                config.telegram.admins,
+                config.telegram.allowed_users,
+                config.telegram.allowed_chats,
+            ),
             conversations=shared.conversations,
             stops=shared.stops,
             stop_relay=shared.stop_relay,

@@ -240,3 +240,33 @@ async def test_no_secret_reaches_the_log_even_at_debug_level(
     assert TOKEN not in log
     assert API_KEY not in log
     assert TOKEN.split(":")[1] not in log
+
+
+async def test_no_secret_reaches_the_log_in_groups_refusals_and_repeated_updates(
+    telegram, provider, config_for, start_bot, capsys
+):
+    config = config_for(telegram={"allowed_chats": [-1003333]})
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    setup_logging(config, logging.DEBUG)
+    try:
+        async with start_bot(config):
+            telegram.user_sends("let me in", user_id=99)
+            await until(lambda: len(bot_texts(telegram, 99)) == 1)
+            bobs = telegram.user_sends("a claim", chat_id=-1003333, user_id=8, first_name="Bob")
+            provider.enqueue_stream(["Checked."])
+            telegram.user_sends(
+                "@test_llm_bot true?", chat_id=-1003333, user_id=7, reply_to_message_id=bobs
+            )
+            telegram.push_update(telegram.pending_updates[-1])
+            await until(lambda: "Checked." in bot_texts(telegram, -1003333))
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    output = capsys.readouterr()
+    log = output.out + output.err
+    assert "refused" in log, "the refusal path should have logged"
+    assert "arrived again" in log, "the repeated update path should have logged"
+    assert TOKEN not in log
+    assert API_KEY not in log
+    assert TOKEN.split(":")[1] not in log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC
 from typing import Any, cast
 
@@ -530,6 +531,10 @@ def _default_plan(chat: ChatChoices) -> TurnPlan:
     )
 
 
+# Telegram numbers each chat's messages once: every turn gets a message id of its own.
+_telegram_ids = itertools.count(55)
+
+
 def _turn(chat_id: int = CHAT, text: str = "hello", **details: Any) -> TurnStart:
     return TurnStart(
         chat_id=chat_id,
@@ -537,7 +542,7 @@ def _turn(chat_id: int = CHAT, text: str = "hello", **details: Any) -> TurnStart
         text=text,
         history_limit=details.pop("history_limit", 10),
         user_id=details.pop("user_id", 7),
-        telegram_message_id=details.pop("telegram_message_id", 55),
+        telegram_message_id=details.pop("telegram_message_id", None) or next(_telegram_ids),
         **details,
     )
 
@@ -552,7 +557,8 @@ async def test_begin_turn_records_the_chat_the_user_message_and_a_streaming_answ
     store: Store, engine: AsyncEngine
 ) -> None:
     turn = await store.begin_turn(
-        _turn(text="hi there", title="Me", language="zh", thread_id=None), _default_plan
+        _turn(text="hi there", title="Me", language="zh", thread_id=None, telegram_message_id=55),
+        _default_plan,
     )
 
     assert turn.plan == TurnPlan("default", "Be helpful.", "gpt-test")

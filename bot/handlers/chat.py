@@ -16,11 +16,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.constants import MessageEntityType
+from telegram.constants import ChatType, MessageEntityType
 
+from bot.addressing import quoted_context
+from bot.config import ConversationScope
 from bot.context import build_messages, estimate_tokens, message_tokens
 from bot.errors import ContextTooLong, InputError, ProviderError
 from bot.handlers.context import BotContext
+from bot.inflight import ConversationKey as LockKey
 from bot.messages import Lang, cut_note, language_of, text, user_message
 from bot.model_choice import resolve_model
 from bot.personas import chat_persona, persona_of
@@ -34,7 +37,14 @@ from bot.providers.base import (
     Usage,
 )
 from bot.providers.service import user_tag
-from bot.storage.store import ChatChoices, MessageKind, MessageStatus, TurnPlan, TurnStart
+from bot.storage.store import (
+    ChatChoices,
+    DuplicateMessage,
+    MessageKind,
+    MessageStatus,
+    TurnPlan,
+    TurnStart,
+)
 from bot.streaming.editor import StreamEditor
 from bot.streaming.typing import TypingIndicator
 from bot.vision import stored_text, with_images
@@ -53,10 +63,28 @@ CHECKPOINT_SECONDS = 3.0
 STOP_PREFIX = "stop:"
 
 
-def conversation_key(message: Message) -> ConversationKey:
-    """Chat plus forum topic: each topic keeps its own conversation."""
-    thread_id = message.message_thread_id if message.is_topic_message else None
-    return (message.chat_id, thread_id)
+def topic_of(message: Message) -> int | None:
+    """The forum topic ``message`` is in, where answers to it go; None outside topics."""
+    return message.message_thread_id if message.is_topic_message else None
+
+
+def conversation_key(message: Message, scope: ConversationScope = "topic") -> ConversationKey:
+    """Chat plus forum topic (each topic keeps its own conversation), or the chat alone."""
+    return (message.chat_id, None if scope == "chat" else topic_of(message))
+
+
+def conversation_member(message: Message, scope: ConversationScope) -> int | None:
+    """With the user scope, the group member whose own conversation this is; else None."""
+    if scope != "user" or message.chat.type == ChatType.PRIVATE or message.from_user is None:
+        return None
+    return message.from_user.id
+
+
+def lock_key(message: Message, scope: ConversationScope) -> LockKey:
+    """What the conversation of ``message`` is locked by: the same split as its history."""
+    chat_id, thread_id = conversation_key(message, scope)
+    member = conversation_member(message, scope)
+    return (chat_id, thread_id) if member is None else (chat_id, thread_id, member)
 
 
 def command_argument(message: Message) -> str:
@@ -101,11 +129,17 @@ async def new_command(update: Update, context: BotContext) -> None:
     if message is None:
         return
     services = context.services
-    chat_id, thread_id = key = conversation_key(message)
-    async with services.conversations.hold(key):
+    scope = services.config.context.scope
+    chat_id, thread_id = conversation_key(message, scope)
+    async with services.conversations.hold(lock_key(message, scope)):
         await services.store.ensure_chat(chat_id, message.chat.type, message.chat.title)
         persona = await chat_persona(services.config, services.store, chat_id)
-        await services.store.new_conversation(chat_id, persona=persona.name, thread_id=thread_id)
+        await services.store.new_conversation(
+            chat_id,
+            persona=persona.name,
+            thread_id=thread_id,
+            user_id=conversation_member(message, scope),
+        )
     await context.reply(message, text("new_conversation", lang_of(update)))
 
 
@@ -119,13 +153,24 @@ async def answer(
     message = update.effective_message
     assert message is not None
     lang = lang_of(update)
-    await take_turn(
-        context,
-        message,
-        lang,
-        lambda: _answer_in_turn(update, context, prompt, lang, images),
-        unanswered=lambda: _keep_unanswered(update, context, prompt, images),
-    )
+    limit = context.services.config.context.max_prompt_chars
+    if len(prompt) > limit:
+        await context.reply(message, text("input.too_long", lang, length=len(prompt), limit=limit))
+        return
+    # A message of someone else the user replies to is part of what they ask about.
+    if (quote := quoted_context(message, context.bot.id)) is not None:
+        prompt = f"{quote}\n\n{prompt}"
+    try:
+        await take_turn(
+            context,
+            message,
+            lang,
+            lambda: _answer_in_turn(update, context, prompt, lang, images),
+            unanswered=lambda: _keep_unanswered(update, context, prompt, images),
+        )
+    except DuplicateMessage:
+        # Delivered again (a restart before Telegram heard it was handled): answered already.
+        logger.info("message %s in chat %s arrived again", message.message_id, message.chat_id)
 
 
 async def take_turn(
@@ -142,7 +187,7 @@ async def take_turn(
     user is asked to send the message again.
     """
     services = context.services
-    key = conversation_key(message)
+    key = lock_key(message, services.config.context.scope)
 
     def queued() -> None:
         # Scheduled now but sent while waiting, so the queue position is taken first.
@@ -167,11 +212,15 @@ async def _keep_unanswered(
     assert message is not None
     services = context.services
     store = services.store
-    chat_id, thread_id = conversation_key(message)
+    scope = services.config.context.scope
+    chat_id, thread_id = conversation_key(message, scope)
     await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang_of(update))
     persona = await chat_persona(services.config, store, chat_id)
     conversation = await store.active_conversation(
-        chat_id, persona=persona.name, thread_id=thread_id
+        chat_id,
+        persona=persona.name,
+        thread_id=thread_id,
+        user_id=conversation_member(message, scope),
     )
     await store.add_user_message(
         conversation,
@@ -191,7 +240,7 @@ async def _answer_in_turn(
     config = services.config
     store = services.store
     user_id = update.effective_user.id if update.effective_user else None
-    chat_id, thread_id = conversation_key(message)
+    chat_id, thread_id = conversation_key(message, config.context.scope)
 
     def plan(chat: ChatChoices) -> TurnPlan:
         persona = persona_of(config, chat.persona, chat.persona_prompt)
@@ -214,6 +263,7 @@ async def _answer_in_turn(
             thread_id=thread_id,
             user_id=user_id,
             telegram_message_id=message.message_id,
+            conversation_user_id=conversation_member(message, config.context.scope),
             text=stored_text(prompt, images),
             history_limit=config.context.max_messages,
         ),
@@ -235,7 +285,7 @@ async def _answer_in_turn(
     sessions = dict(begun.provider_sessions) if services.providers.keeps_sessions else {}
     await stream_reply(
         context,
-        Reply(answer_id, conversation, chat_id, thread_id, message.message_id),
+        Reply(answer_id, conversation, chat_id, topic_of(message), message.message_id),
         lambda: services.providers.stream_chat(request, sessions),
         prompt_tokens=sum(message_tokens(m) for m in request.messages),
         user_id=user_id,

@@ -15,7 +15,14 @@ from telegram.error import RetryAfter, TelegramError
 from telegram.ext import filters
 
 from bot.errors import BadRequest, ContentRejected, InputError, ProviderError
-from bot.handlers.chat import answer, command_argument, conversation_key, lang_of
+from bot.handlers.chat import (
+    answer,
+    command_argument,
+    conversation_key,
+    conversation_member,
+    lang_of,
+    topic_of,
+)
 from bot.handlers.context import BotContext
 from bot.image_options import image_caption, parse_image_command, truncate_utf16
 from bot.messages import Lang, text, user_message
@@ -279,11 +286,15 @@ async def _produce(update: Update, context: BotContext, job: _Job, lang: Lang) -
     assert message is not None
     services = context.services
     store = services.store
-    chat_id, thread_id = conversation_key(message)
+    scope = services.config.context.scope
+    chat_id, thread_id = conversation_key(message, scope)
     await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang)
     persona = await chat_persona(services.config, store, chat_id)
     conversation = await store.active_conversation(
-        chat_id, persona=persona.name, thread_id=thread_id
+        chat_id,
+        persona=persona.name,
+        thread_id=thread_id,
+        user_id=conversation_member(message, scope),
     )
     user = update.effective_user
     await store.add_user_message(
@@ -299,7 +310,7 @@ async def _produce(update: Update, context: BotContext, job: _Job, lang: Lang) -
     )
     # Pictures take seconds, never a blink: the indicator goes up at once.
     uploading = TypingIndicator(
-        context.bot, chat_id, thread_id, action=ChatAction.UPLOAD_PHOTO, delay=0.0
+        context.bot, chat_id, topic_of(message), action=ChatAction.UPLOAD_PHOTO, delay=0.0
     )
     uploading.start()
     try:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 
-from bot.handlers.chat import command_argument, conversation_key, lang_of
+from bot.handlers.chat import (
+    command_argument,
+    conversation_key,
+    conversation_member,
+    lang_of,
+    lock_key,
+)
 from bot.handlers.context import BotContext
 from bot.messages import Lang, text
 from bot.personas import ChatPersona, chat_persona, custom_name
@@ -93,11 +99,17 @@ async def _set_custom(
 async def _change(context: BotContext, message: Message, name: str) -> None:
     """Switch the chat to persona ``name`` and start a new conversation here."""
     services = context.services
-    chat_id, thread_id = key = conversation_key(message)
-    async with services.conversations.hold(key):
+    scope = services.config.context.scope
+    chat_id, thread_id = conversation_key(message, scope)
+    async with services.conversations.hold(lock_key(message, scope)):
         await services.store.ensure_chat(chat_id, message.chat.type, message.chat.title)
         await services.store.set_chat_persona(chat_id, name)
-        await services.store.new_conversation(chat_id, persona=name, thread_id=thread_id)
+        await services.store.new_conversation(
+            chat_id,
+            persona=name,
+            thread_id=thread_id,
+            user_id=conversation_member(message, scope),
+        )
 
 
 async def _may_manage(update: Update, context: BotContext, message: Message, lang: Lang) -> bool:

@@ -16,7 +16,7 @@ from telegram import Update
 from telegram.error import TelegramError
 
 from bot.context import build_messages, message_tokens
-from bot.handlers.chat import Reply, conversation_key, lang_of, stream_reply, take_turn
+from bot.handlers.chat import Reply, lang_of, stream_reply, take_turn, topic_of
 from bot.handlers.context import BotContext
 from bot.handlers.turns import active_conversation_of
 from bot.messages import Lang, text
@@ -56,7 +56,7 @@ async def _retry_in_turn(update: Update, context: BotContext, lang: Lang) -> Non
     config = services.config
     store = services.store
     user_id = update.effective_user.id if update.effective_user else None
-    chat_id, thread_id = conversation_key(message)
+    chat_id, thread_id = message.chat_id, topic_of(message)
     conversation = await active_conversation_of(context, message, lang)
     exchange = await store.last_exchange(conversation)
     if exchange is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from telegram import Message
 
-from bot.handlers.chat import Reply, conversation_key
+from bot.handlers.chat import Reply, conversation_key, conversation_member, topic_of
 from bot.handlers.context import BotContext
 from bot.messages import Lang
 from bot.personas import chat_persona
@@ -15,10 +15,16 @@ async def active_conversation_of(context: BotContext, message: Message, lang: La
     """Record the chat of ``message`` and return its active conversation under its persona."""
     services = context.services
     store = services.store
-    chat_id, thread_id = conversation_key(message)
+    scope = services.config.context.scope
+    chat_id, thread_id = conversation_key(message, scope)
     await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang)
     persona = await chat_persona(services.config, store, chat_id)
-    return await store.active_conversation(chat_id, persona=persona.name, thread_id=thread_id)
+    return await store.active_conversation(
+        chat_id,
+        persona=persona.name,
+        thread_id=thread_id,
+        user_id=conversation_member(message, scope),
+    )
 
 
 async def begin_turn(
@@ -33,7 +39,7 @@ async def begin_turn(
 ) -> Reply:
     """Store the user's turn and the empty answer, of ``kind``; return where it goes."""
     store = context.services.store
-    chat_id, thread_id = conversation_key(message)
+    chat_id = message.chat_id
     conversation = await active_conversation_of(context, message, lang)
     await store.add_user_message(
         conversation,
@@ -46,4 +52,4 @@ async def begin_turn(
     answer_id = await store.start_answer(
         conversation, telegram_chat_id=chat_id, model=model, kind=kind
     )
-    return Reply(answer_id, conversation, chat_id, thread_id, message.message_id)
+    return Reply(answer_id, conversation, chat_id, topic_of(message), message.message_id)

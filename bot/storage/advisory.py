@@ -31,11 +31,11 @@ _LOCK = text("SELECT pg_advisory_lock(:key)")
 _UNLOCK = text("SELECT pg_advisory_unlock(:key)")
 
 
-def conversation_lock_id(chat_id: int, thread_id: int | None) -> int:
-    """The advisory lock key of a conversation: a stable signed 64-bit hash of chat and topic."""
-    digest = hashlib.blake2b(
-        f"{chat_id}:{thread_id}".encode(), digest_size=8, person=_LOCK_PERSON
-    ).digest()
+def conversation_lock_id(chat_id: int, thread_id: int | None, user_id: int | None = None) -> int:
+    """The advisory lock key of a conversation: a stable signed 64-bit hash of chat and topic
+    (and member, for a member's own conversation)."""
+    name = f"{chat_id}:{thread_id}" if user_id is None else f"{chat_id}:{thread_id}:{user_id}"
+    digest = hashlib.blake2b(name.encode(), digest_size=8, person=_LOCK_PERSON).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 

@@ -121,6 +121,10 @@ class TurnStart:
     conversation_user_id: int | None = None
 
 
+class DuplicateMessage(Exception):
+    """The user's message is stored already: Telegram delivered it again."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChatChoices:
     """What a chat chose, as stored: a persona (and its stored prompt) and a model."""
@@ -679,17 +683,24 @@ class Store:
         async with self._sessions() as session:
             return [_stored(row) for row in await session.scalars(query)]
 
-    async def conversation_key(self, conversation_id: int) -> tuple[int, int | None] | None:
-        """The chat and forum topic of a conversation; None if there is no such conversation."""
+    async def conversation_key(
+        self, conversation_id: int
+    ) -> tuple[int, int | None] | tuple[int, int | None, int] | None:
+        """The chat and forum topic of a conversation, and its member if it is one member's;
+        None if there is no such conversation."""
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(Conversation.chat_id, Conversation.thread_id).where(
-                        Conversation.id == conversation_id
-                    )
+                    select(
+                        Conversation.chat_id, Conversation.thread_id, Conversation.user_id
+                    ).where(Conversation.id == conversation_id)
                 )
             ).first()
-        return None if row is None else (row.chat_id, row.thread_id)
+        if row is None:
+            return None
+        if row.user_id is None:
+            return (row.chat_id, row.thread_id)
+        return (row.chat_id, row.thread_id, row.user_id)
 
     async def mark_interrupted(self, message_id: int) -> None:
         """Mark a streaming answer as interrupted; a finished one is left as it is."""
@@ -951,6 +962,7 @@ async def _begin_wave(
             plans[index] = turn.plan(chat)
         except Exception as exc:  # this turn fails alone
             outcomes[index] = exc
+    await _drop_duplicates(connection, turns, plans, outcomes)
     if not plans:
         return outcomes
 
@@ -1022,6 +1034,48 @@ async def _begin_wave(
             provider_sessions=sessions.get(index, {}),
         )
     return outcomes
+
+
+async def _drop_duplicates(
+    connection: AsyncConnection,
+    turns: Sequence[_PendingTurn],
+    plans: dict[int, TurnPlan],
+    outcomes: list[BegunTurn | Exception],
+) -> None:
+    """Take turns whose message is stored already out of ``plans``, failing them."""
+    stored = await _stored_user_messages(connection, [turns[index].start for index in plans])
+    for index in list(plans):
+        start = turns[index].start
+        if (start.chat_id, start.telegram_message_id) in stored:
+            del plans[index]
+            outcomes[index] = DuplicateMessage(
+                f"message {start.telegram_message_id} of chat {start.chat_id}"
+            )
+
+
+async def _stored_user_messages(
+    connection: AsyncConnection, starts: Sequence[TurnStart]
+) -> set[tuple[int, int]]:
+    """Which of these Telegram messages (chat, message id) are stored as users' turns."""
+    wanted = {
+        (start.chat_id, start.telegram_message_id)
+        for start in starts
+        if start.telegram_message_id is not None
+    }
+    if not wanted:
+        return set()
+    m, c = MESSAGES.c, CONVERSATIONS.c
+    # Through the chat's conversations, whose index keeps this to one chat's messages.
+    rows = await connection.execute(
+        select(c.chat_id, m.telegram_message_id)
+        .select_from(MESSAGES.join(CONVERSATIONS, m.conversation_id == c.id))
+        .where(
+            c.chat_id.in_({chat for chat, _ in wanted}),
+            m.telegram_message_id.in_({message for _, message in wanted}),
+            m.role == USER,
+        )
+    )
+    return {(row.chat_id, row.telegram_message_id) for row in rows} & wanted
 
 
 async def _start_conversations(

@@ -37,7 +37,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
@@ -139,6 +139,8 @@ MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "restricted",
 _COMMAND_NAME = re.compile(r"[a-z0-9_]{1,32}")
 # A leading /command, optionally addressed as /command@bot_username.
 _LEADING_COMMAND = re.compile(r"/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{1,64})?")
+# Telegram marks every @username in a text as a mention entity (not inside a /command@bot).
+_MENTION = re.compile(r"(?<![\w/@])@[A-Za-z0-9_]{5,32}")
 
 
 @dataclass(frozen=True)
@@ -214,13 +216,15 @@ class SentMessage:
     chat_id: int
     message_id: int
     from_user_id: int
-    kind: Literal["text", "photo", "document"]
+    kind: Literal["text", "photo", "document", "other"]
     date: int
     versions: list[MessageVersion]
     message_thread_id: int | None = None
     reply_to_message_id: int | None = None
     photo: PhotoInfo | None = None
     document: JSONDict | None = None
+    # The fields of a message of another kind (a voice note, a sticker), as Telegram sends them.
+    other: JSONDict | None = None
     edit_date: int | None = None
     deleted: bool = False
 
@@ -401,6 +405,7 @@ class FakeTelegram:
         self._chats: dict[int, dict[int, SentMessage]] = {}
         self._next_message_id: dict[int, int] = {}
         self._chat_types: dict[int, str] = {}
+        self._forums: set[int] = set()
         self._users: dict[int, JSONDict] = {}
         self._member_status: dict[tuple[int, int], str] = {}
         self._commands: dict[tuple[str, str], list[JSONDict]] = {}
@@ -612,6 +617,11 @@ class FakeTelegram:
         """Commands set for one scope (a BotCommandScope dict) and language."""
         return list(self._commands.get(_commands_key(scope, language_code), []))
 
+    def make_forum(self, chat_id: int) -> None:
+        """Turn a supergroup into a forum: messages with a message_thread_id are in a topic."""
+        self._chat_types[chat_id] = "supergroup"
+        self._forums.add(chat_id)
+
     def set_member_status(self, chat_id: int, user_id: int, status: str) -> None:
         """What getChatMember answers for this user in this chat (default "member")."""
         if status not in MEMBER_STATUSES:
@@ -703,8 +713,12 @@ class FakeTelegram:
         username: str | None = None,
         reply_to_message_id: int | None = None,
         message_thread_id: int | None = None,
+        extra_entities: Sequence[Entity] = (),
     ) -> int:
-        """A user writes ``text``; the message is stored and pushed. Returns its message_id."""
+        """A user writes ``text``; the message is stored and pushed. Returns its message_id.
+
+        Commands and @mentions get their entities as Telegram makes them; ``entities`` adds
+        others (a text_mention, say) in ``extra_entities``."""
         chat_id = user_id if chat_id is None else chat_id
         if chat_type is not None:
             self._chat_types[chat_id] = chat_type
@@ -714,6 +728,10 @@ class FakeTelegram:
         entities: list[Entity] = []
         if command := _LEADING_COMMAND.match(text):
             entities.append({"type": "bot_command", "offset": 0, "length": utf16_len(command[0])})
+        for mention in _MENTION.finditer(text):
+            offset = utf16_len(text[: mention.start()])
+            entities.append({"type": "mention", "offset": offset, "length": len(mention[0])})
+        entities.extend(dict(entity) for entity in extra_entities)
         message = self._store_message(
             chat_id,
             from_user_id=user_id,
@@ -786,6 +804,32 @@ class FakeTelegram:
             photo=photo,
         )
         message.document = document
+        self.push_update({"message": self._message_json(message)})
+        return message.message_id
+
+    def user_sends_other(
+        self,
+        fields: Mapping[str, Any],
+        *,
+        user_id: int = 42,
+        chat_id: int | None = None,
+        language_code: str | None = "en",
+        first_name: str = "Alice",
+    ) -> int:
+        """A user sends a message of another kind: ``fields`` such as ``{"sticker": {...}}``."""
+        chat_id = user_id if chat_id is None else chat_id
+        self._remember_user(user_id, first_name, None, language_code)
+        message = self._store_message(
+            chat_id,
+            from_user_id=user_id,
+            kind="other",
+            text="",
+            entities=[],
+            reply_markup=None,
+            message_thread_id=None,
+            reply_to_message_id=None,
+        )
+        message.other = dict(fields)
         self.push_update({"message": self._message_json(message)})
         return message.message_id
 
@@ -1274,7 +1318,7 @@ class FakeTelegram:
         chat_id: int,
         *,
         from_user_id: int,
-        kind: Literal["text", "photo", "document"],
+        kind: Literal["text", "photo", "document", "other"],
         text: str,
         entities: list[Entity],
         reply_markup: JSONDict | None,
@@ -1324,7 +1368,14 @@ class FakeTelegram:
     def _chat_json(self, chat_id: int) -> JSONDict:
         chat_type = self._chat_type(chat_id)
         if chat_type != "private":
-            return {"id": chat_id, "type": chat_type, "title": f"Test group {abs(chat_id)}"}
+            group: JSONDict = {
+                "id": chat_id,
+                "type": chat_type,
+                "title": f"Test group {abs(chat_id)}",
+            }
+            if chat_id in self._forums:
+                group["is_forum"] = True
+            return group
         user = self._user_json(chat_id)
         chat: JSONDict = {"id": chat_id, "type": "private", "first_name": user["first_name"]}
         if "username" in user:
@@ -1340,6 +1391,8 @@ class FakeTelegram:
         }
         if message.message_thread_id is not None:
             data["message_thread_id"] = message.message_thread_id
+            if message.chat_id in self._forums:
+                data["is_topic_message"] = True
         if message.reply_to_message_id is not None and with_reply:
             target = self._chats[message.chat_id][message.reply_to_message_id]
             data["reply_to_message"] = self._message_json(target, with_reply=False)
@@ -1349,6 +1402,8 @@ class FakeTelegram:
             data["text"] = message.text
             if message.entities:
                 data["entities"] = message.entities
+        elif message.other is not None:
+            data.update(message.other)
         else:
             if message.document is not None:
                 data["document"] = dict(message.document)
