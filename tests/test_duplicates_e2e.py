@@ -129,3 +129,24 @@ async def test_a_webhook_delivery_repeated_by_telegram_is_answered_once(
         await until(lambda: "Next." in bot_texts(telegram))
     assert bot_texts(telegram) == ["Once.", "Next."]
     assert len(provider.requests) == 2
+
+
+async def test_a_completion_delivered_again_after_a_restart_is_not_run_again(
+    telegram, provider, config, start_bot
+):
+    provider.enqueue_stream([" a test."])
+    async with start_bot(config):
+        telegram.user_sends("/complete This is")
+        await until(lambda: any("a test." in t for t in bot_texts(telegram)))
+        await answers_once_stored(config, 1)
+    (update,) = delivered_updates(telegram)
+
+    telegram.push_update(update)
+    async with start_bot(config):
+        await until(lambda: not telegram.pending_updates)
+        provider.enqueue_stream(["Next."])
+        telegram.user_sends("next")
+        await until(lambda: "Next." in bot_texts(telegram))
+    assert len(provider.requests) == 2
+    assert provider.requests[0].path == "/v1/completions"
+    assert not any("went wrong" in t for t in bot_texts(telegram))

@@ -9,12 +9,17 @@ from telegram.error import TelegramError
 
 from bot.handlers.context import BotContext
 from bot.messages import language_of, user_message
+from bot.storage.store import DuplicateMessage
 
 logger = logging.getLogger(__name__)
 
 
 async def error_handler(update: object, context: BotContext) -> None:
     """Log the error; tell the user something went wrong, never how."""
+    if isinstance(context.error, DuplicateMessage):
+        # Telegram delivered a message again after a restart: it was handled the first time.
+        logger.info("ignoring a message delivered again: %s", context.error)
+        return
     logger.error("error while handling an update", exc_info=context.error)
     if not isinstance(update, Update) or update.effective_message is None:
         return

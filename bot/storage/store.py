@@ -510,7 +510,11 @@ class Store:
         telegram_message_id: int | None,
         kind: MessageKind = MessageKind.CHAT,
     ) -> int:
-        """Store the user's turn (before the answer is asked for) and return its id."""
+        """Store the user's turn (before the answer is asked for) and return its id.
+
+        Raises ``DuplicateMessage`` if that Telegram message is stored already (delivered
+        again after a restart).
+        """
         message = Message(
             conversation_id=conversation_id,
             kind=kind,
@@ -522,7 +526,17 @@ class Store:
             telegram_message_id=telegram_message_id,
             telegram_message_ids=None if telegram_message_id is None else [telegram_message_id],
         )
-        return await self._insert(message)
+        async with self._writing() as session:
+            if telegram_message_id is not None:
+                wanted = {(telegram_chat_id, telegram_message_id)}
+                connection = await session.connection()
+                if await _stored_user_messages(connection, wanted):
+                    raise DuplicateMessage(
+                        f"message {telegram_message_id} of chat {telegram_chat_id}"
+                    )
+            session.add(message)
+            await session.flush()
+            return message.id
 
     async def start_answer(
         self,
@@ -1043,7 +1057,15 @@ async def _drop_duplicates(
     outcomes: list[BegunTurn | Exception],
 ) -> None:
     """Take turns whose message is stored already out of ``plans``, failing them."""
-    stored = await _stored_user_messages(connection, [turns[index].start for index in plans])
+    starts = [turns[index].start for index in plans]
+    stored = await _stored_user_messages(
+        connection,
+        {
+            (start.chat_id, start.telegram_message_id)
+            for start in starts
+            if start.telegram_message_id is not None
+        },
+    )
     for index in list(plans):
         start = turns[index].start
         if (start.chat_id, start.telegram_message_id) in stored:
@@ -1054,14 +1076,9 @@ async def _drop_duplicates(
 
 
 async def _stored_user_messages(
-    connection: AsyncConnection, starts: Sequence[TurnStart]
+    connection: AsyncConnection, wanted: set[tuple[int, int]]
 ) -> set[tuple[int, int]]:
     """Which of these Telegram messages (chat, message id) are stored as users' turns."""
-    wanted = {
-        (start.chat_id, start.telegram_message_id)
-        for start in starts
-        if start.telegram_message_id is not None
-    }
     if not wanted:
         return set()
     m, c = MESSAGES.c, CONVERSATIONS.c
