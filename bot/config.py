@@ -102,6 +102,14 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """How much each user may ask; bot admins are never limited."""
+
+    # Requests (answers, completions, edits, images) per user in any 60 seconds; 0: no limit.
+    user_requests_per_minute: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class RedisConfig:
     """Redis, when several instances share one flood budget; empty ``url``: no Redis."""
 
@@ -245,6 +253,7 @@ class Config:
     images: ImagesConfig = field(default_factory=ImagesConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     def persona(self, name: str | None) -> PersonaConfig:
         """Return the persona called ``name``, or the first one."""
@@ -407,6 +416,8 @@ def _url_path(url: str) -> str:
 
 def _check_limits(config: Config) -> None:
     """Budgets and intervals must make sense."""
+    if config.limits.user_requests_per_minute < 0:
+        raise ConfigError("limits.user_requests_per_minute", "must not be negative")
     for key in ("max_messages", "max_tokens", "max_prompt_chars"):
         if getattr(config.context, key) <= 0:
             raise ConfigError(f"context.{key}", "must be positive")

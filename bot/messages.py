@@ -184,6 +184,10 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
         "zh": "默认的 {role} 模型已恢复为配置中的 {model}。",
     },
     # groups and access
+    "limits.too_fast": {
+        "en": "⏳ Too many requests: at most {limit} a minute. Please try again in {seconds} s.",
+        "zh": "⏳ 请求太频繁：每分钟最多 {limit} 次。请在 {seconds} 秒后再试。",
+    },
     "access.refused": {
         "en": "Sorry, this bot is private and you are not on its list of users.",
         "zh": "抱歉，这是私人机器人，你不在允许使用的名单中。",

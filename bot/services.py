@@ -12,6 +12,7 @@ from bot.instances import Shared
 from bot.metrics import Metrics
 from bot.ops import Readiness
 from bot.providers.service import ProviderService
+from bot.rate_limit import RateLimiter
 from bot.stop_relay import StopRelay
 from bot.storage.store import Store
 from bot.streaming.editor import DraftSupport
@@ -39,6 +40,8 @@ class Services:
     seen_updates: RecentKeys = field(default_factory=lambda: RecentKeys(SEEN_UPDATES))
     # Refused users already told so.
     refused_told: RecentKeys = field(default_factory=lambda: RecentKeys(TOLD_USERS))
+    # Each user's recent requests (limits.user_requests_per_minute).
+    rate_limit: RateLimiter = field(default_factory=lambda: RateLimiter(0))
 
     @classmethod
     def create(
@@ -74,6 +77,7 @@ class Services:
             conversations=shared.conversations,
             stops=shared.stops,
             stop_relay=shared.stop_relay,
+            rate_limit=RateLimiter(config.limits.user_requests_per_minute),
         )
         metrics = services.metrics
         providers.on_error = metrics.provider_error

@@ -23,6 +23,7 @@ from bot.config import ConversationScope
 from bot.context import build_messages, estimate_tokens, message_tokens
 from bot.errors import ContextTooLong, InputError, ProviderError
 from bot.handlers.context import BotContext
+from bot.handlers.limits import too_fast
 from bot.inflight import ConversationKey as LockKey
 from bot.messages import Lang, cut_note, language_of, text, user_message
 from bot.model_choice import resolve_model
@@ -187,6 +188,8 @@ async def take_turn(
     user is asked to send the message again.
     """
     services = context.services
+    if await too_fast(context, message, lang):
+        return
     key = lock_key(message, services.config.context.scope)
 
     def queued() -> None:

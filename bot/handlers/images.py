@@ -24,6 +24,7 @@ from bot.handlers.chat import (
     topic_of,
 )
 from bot.handlers.context import BotContext
+from bot.handlers.limits import too_fast
 from bot.image_options import image_caption, parse_image_command, truncate_utf16
 from bot.messages import Lang, text, user_message
 from bot.model_choice import effective_model
@@ -284,6 +285,8 @@ async def _produce(update: Update, context: BotContext, job: _Job, lang: Lang) -
     photos replying to the command, and store what became of it."""
     message = update.effective_message
     assert message is not None
+    if await too_fast(context, message, lang):
+        return
     services = context.services
     store = services.store
     scope = services.config.context.scope
