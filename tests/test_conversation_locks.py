@@ -12,12 +12,18 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
-from bot.inflight import ConversationLocks
+from bot.inflight import ConversationKey, ConversationLocks
 from bot.instances import lock_id
 from bot.storage.advisory import AdvisoryLocks, conversation_lock_id
 from bot.storage.db import create_engine
 
 KEY = (-1001234567890, 7)
+
+
+async def takes(locks: ConversationLocks, key: ConversationKey) -> None:
+    """Fail unless ``locks`` grants ``key`` within five seconds; then give it back."""
+    async with asyncio.timeout(5), locks.hold(key):
+        return
 
 
 async def settle() -> None:
@@ -116,6 +122,7 @@ async def test_an_answer_held_up_by_another_instance_is_told_once():
     here = ConversationLocks(shared, lock_id)
     elsewhere = ConversationLocks(shared, lock_id)
     notices: list[str] = []
+    answered: list[str] = []
     release = asyncio.Event()
 
     async def answer_elsewhere() -> None:
@@ -124,7 +131,7 @@ async def test_an_answer_held_up_by_another_instance_is_told_once():
 
     async def answer_here(name: str) -> None:
         async with here.hold(KEY, on_wait=lambda: notices.append(name)):
-            pass
+            answered.append(name)
 
     other = asyncio.create_task(answer_elsewhere())
     await settle()
@@ -138,6 +145,7 @@ async def test_an_answer_held_up_by_another_instance_is_told_once():
     release.set()
     await asyncio.gather(other, first, second)
     assert notices == ["first", "second"]
+    assert answered == ["first", "second"]
 
 
 # -------------------------------------------------------- across instances (PostgreSQL)
@@ -190,10 +198,8 @@ async def test_the_other_instance_waits_until_the_first_releases(instances):
 async def test_other_conversations_do_not_wait(instances):
     a, b = instances
     async with a.hold(KEY):
-        async with asyncio.timeout(5), b.hold((KEY[0], KEY[1] + 1)):
-            pass
-        async with asyncio.timeout(5), b.hold((42, None)):
-            pass
+        await takes(b, (KEY[0], KEY[1] + 1))
+        await takes(b, (42, None))
 
 
 async def test_a_holder_cancelled_mid_answer_releases_the_lock(instances):
@@ -210,8 +216,7 @@ async def test_a_holder_cancelled_mid_answer_releases_the_lock(instances):
     holder.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await holder
-    async with asyncio.timeout(5), b.hold(KEY):
-        pass
+    await takes(b, KEY)
 
 
 async def test_a_waiter_cancelled_while_waiting_keeps_no_lock(instances):
@@ -238,10 +243,8 @@ async def test_a_waiter_cancelled_while_waiting_keeps_no_lock(instances):
     release.set()
     await holder
     # Had the cancelled wait left the lock granted to b's session, a could not take it again.
-    async with asyncio.timeout(5), a.hold(KEY):
-        pass
-    async with asyncio.timeout(5), b.hold(KEY):
-        pass
+    await takes(a, KEY)
+    await takes(b, KEY)
 
 
 async def test_a_dead_instance_leaves_no_lock_behind(postgres_url, instances):
@@ -257,8 +260,7 @@ async def test_a_dead_instance_leaves_no_lock_behind(postgres_url, instances):
         await connection.close()
     finally:
         await engine.dispose()
-    async with asyncio.timeout(5), a.hold(KEY):
-        pass
+    await takes(a, KEY)
 
 
 async def test_try_hold_sees_a_conversation_held_by_another_instance(instances):
@@ -289,7 +291,5 @@ async def test_a_lock_connection_lost_mid_answer_ends_the_answer_quietly(
     finally:
         await engine.dispose()
     assert any("could not unlock" in r.getMessage() for r in caplog.records)
-    async with asyncio.timeout(5), b.hold(KEY):
-        pass
-    async with asyncio.timeout(5), a.hold(KEY):
-        pass
+    await takes(b, KEY)
+    await takes(a, KEY)

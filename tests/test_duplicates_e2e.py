@@ -39,13 +39,13 @@ async def test_the_same_update_twice_in_one_run_is_answered_once(telegram, provi
     assert len(provider.requests) == 2
 
 
-async def test_a_message_delivered_again_after_a_restart_is_not_answered_again(
-    telegram, provider, config, start_bot
-):
-    provider.enqueue_stream(["Once."])
+async def deliver_again_after_a_restart(telegram, provider, config, start_bot, text, answer):
+    """Send ``text`` (answered with the ``answer`` pieces), restart, deliver it again, then
+    send "next" (answered "Next."); return the update delivered twice."""
+    provider.enqueue_stream(answer)
     async with start_bot(config):
-        telegram.user_sends("hello")
-        await until(lambda: "Once." in bot_texts(telegram))
+        telegram.user_sends(text)
+        await until(lambda: any("".join(answer).strip() in t for t in bot_texts(telegram)))
         await answers_once_stored(config, 1)
     (update,) = delivered_updates(telegram)
 
@@ -56,6 +56,15 @@ async def test_a_message_delivered_again_after_a_restart_is_not_answered_again(
         provider.enqueue_stream(["Next."])
         telegram.user_sends("next")
         await until(lambda: "Next." in bot_texts(telegram))
+    return update
+
+
+async def test_a_message_delivered_again_after_a_restart_is_not_answered_again(
+    telegram, provider, config, start_bot
+):
+    update = await deliver_again_after_a_restart(
+        telegram, provider, config, start_bot, "hello", ["Once."]
+    )
     assert [u["update_id"] for u in delivered_updates(telegram)].count(update["update_id"]) >= 2
     # "next" may arrive while the repeated message still holds the conversation (and wait).
     answers = [t for t in bot_texts(telegram) if not t.startswith("⏳")]
@@ -134,19 +143,10 @@ async def test_a_webhook_delivery_repeated_by_telegram_is_answered_once(
 async def test_a_completion_delivered_again_after_a_restart_is_not_run_again(
     telegram, provider, config, start_bot
 ):
-    provider.enqueue_stream([" a test."])
-    async with start_bot(config):
-        telegram.user_sends("/complete This is")
-        await until(lambda: any("a test." in t for t in bot_texts(telegram)))
-        await answers_once_stored(config, 1)
-    (update,) = delivered_updates(telegram)
-
-    telegram.push_update(update)
-    async with start_bot(config):
-        await until(lambda: not telegram.pending_updates)
-        provider.enqueue_stream(["Next."])
-        telegram.user_sends("next")
-        await until(lambda: "Next." in bot_texts(telegram))
+    update = await deliver_again_after_a_restart(
+        telegram, provider, config, start_bot, "/complete This is", [" a test."]
+    )
+    assert [u["update_id"] for u in delivered_updates(telegram)].count(update["update_id"]) >= 2
     assert len(provider.requests) == 2
     assert provider.requests[0].path == "/v1/completions"
     assert not any("went wrong" in t for t in bot_texts(telegram))

@@ -37,7 +37,7 @@ async def test_an_answer_a_live_instance_streams_is_recovered_only_once_it_is_le
         # Another instance is streaming it right now: it holds the conversation.
         async with ConversationLocks(other_instance, lock_id).hold((42, None)):
             async with start_bot(config):
-                pass
+                await telegram.wait_until_polling()
             answer = await store.get_message(answer_id)
             assert answer is not None
             assert answer.status is MessageStatus.STREAMING

@@ -145,7 +145,7 @@ async def test_polling_after_webhook_mode_deletes_the_webhook_first(
         streaming={"drafts": False},
     )
     async with start_bot(webhook_config):
-        pass
+        assert telegram.calls_to("setWebhook")
     assert telegram.webhook is not None, "stopping keeps the webhook, as Telegram would"
 
     async with start_bot(config_for(streaming={"drafts": False})):

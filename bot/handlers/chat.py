@@ -207,29 +207,34 @@ async def take_turn(
     await context.reply(message, text("restarting", lang))
 
 
+async def active_conversation_of(context: BotContext, message: Message, lang: Lang) -> int:
+    """Record the chat of ``message`` and return its active conversation under its persona."""
+    services = context.services
+    store = services.store
+    scope = services.config.context.scope
+    chat_id, thread_id = conversation_key(message, scope)
+    await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang)
+    persona = await chat_persona(services.config, store, chat_id)
+    return await store.active_conversation(
+        chat_id,
+        persona=persona.name,
+        thread_id=thread_id,
+        user_id=conversation_member(message, scope),
+    )
+
+
 async def _keep_unanswered(
     update: Update, context: BotContext, prompt: str, images: tuple[str, ...]
 ) -> None:
     """Store the user's turn that the bot, stopping, will not answer."""
     message = update.effective_message
     assert message is not None
-    services = context.services
-    store = services.store
-    scope = services.config.context.scope
-    chat_id, thread_id = conversation_key(message, scope)
-    await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang_of(update))
-    persona = await chat_persona(services.config, store, chat_id)
-    conversation = await store.active_conversation(
-        chat_id,
-        persona=persona.name,
-        thread_id=thread_id,
-        user_id=conversation_member(message, scope),
-    )
-    await store.add_user_message(
+    conversation = await active_conversation_of(context, message, lang_of(update))
+    await context.services.store.add_user_message(
         conversation,
         text=stored_text(prompt, images),
         user_id=update.effective_user.id if update.effective_user else None,
-        telegram_chat_id=chat_id,
+        telegram_chat_id=message.chat_id,
         telegram_message_id=message.message_id,
     )
 

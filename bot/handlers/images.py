@@ -16,10 +16,9 @@ from telegram.ext import filters
 
 from bot.errors import BadRequest, ContentRejected, InputError, ProviderError
 from bot.handlers.chat import (
+    active_conversation_of,
     answer,
     command_argument,
-    conversation_key,
-    conversation_member,
     lang_of,
     topic_of,
 )
@@ -28,7 +27,6 @@ from bot.handlers.limits import too_fast
 from bot.image_options import image_caption, parse_image_command, truncate_utf16
 from bot.messages import Lang, text, user_message
 from bot.model_choice import effective_model
-from bot.personas import chat_persona
 from bot.providers.base import GeneratedImage, ImageEditRequest, ImageRequest
 from bot.providers.images import data_url, sniff_image
 from bot.providers.service import user_tag
@@ -289,16 +287,8 @@ async def _produce(update: Update, context: BotContext, job: _Job, lang: Lang) -
         return
     services = context.services
     store = services.store
-    scope = services.config.context.scope
-    chat_id, thread_id = conversation_key(message, scope)
-    await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang)
-    persona = await chat_persona(services.config, store, chat_id)
-    conversation = await store.active_conversation(
-        chat_id,
-        persona=persona.name,
-        thread_id=thread_id,
-        user_id=conversation_member(message, scope),
-    )
+    chat_id = message.chat_id
+    conversation = await active_conversation_of(context, message, lang)
     user = update.effective_user
     await store.add_user_message(
         conversation,

@@ -16,9 +16,15 @@ from telegram import Update
 from telegram.error import TelegramError
 
 from bot.context import build_messages, message_tokens
-from bot.handlers.chat import Reply, lang_of, stream_reply, take_turn, topic_of
+from bot.handlers.chat import (
+    Reply,
+    active_conversation_of,
+    lang_of,
+    stream_reply,
+    take_turn,
+    topic_of,
+)
 from bot.handlers.context import BotContext
-from bot.handlers.turns import active_conversation_of
 from bot.messages import Lang, text
 from bot.model_choice import effective_model
 from bot.personas import chat_persona

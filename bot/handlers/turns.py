@@ -4,27 +4,10 @@ from __future__ import annotations
 
 from telegram import Message
 
-from bot.handlers.chat import Reply, conversation_key, conversation_member, topic_of
+from bot.handlers.chat import Reply, active_conversation_of, topic_of
 from bot.handlers.context import BotContext
 from bot.messages import Lang
-from bot.personas import chat_persona
 from bot.storage.store import MessageKind
-
-
-async def active_conversation_of(context: BotContext, message: Message, lang: Lang) -> int:
-    """Record the chat of ``message`` and return its active conversation under its persona."""
-    services = context.services
-    store = services.store
-    scope = services.config.context.scope
-    chat_id, thread_id = conversation_key(message, scope)
-    await store.ensure_chat(chat_id, message.chat.type, message.chat.title, lang)
-    persona = await chat_persona(services.config, store, chat_id)
-    return await store.active_conversation(
-        chat_id,
-        persona=persona.name,
-        thread_id=thread_id,
-        user_id=conversation_member(message, scope),
-    )
 
 
 async def begin_turn(
