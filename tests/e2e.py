@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import socket
 from collections.abc import Callable
 
 from tests.fakes.telegram import FakeTelegram
@@ -31,3 +33,20 @@ def metric_samples(exposition: str) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             samples[name] = float(value)
     return samples
+
+
+# Below Linux's ephemeral range (32768 and up): no outgoing connection of another test can
+# take the port between the check here and the server binding it.
+_LISTEN_PORTS = range(20_000, 32_000)
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on, for a server a test starts later."""
+    while True:
+        port = random.choice(_LISTEN_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port

@@ -8,8 +8,9 @@ import pytest
 
 from bot.storage.db import create_engine, migrate
 from bot.storage.store import DuplicateMessage, Store, TurnPlan, TurnStart
+from tests.e2e import free_port
 from tests.test_chat_e2e import answers_once_stored, bot_texts, until
-from tests.test_webhook_e2e import SECRET, free_port
+from tests.test_webhook_e2e import SECRET
 
 USER = 42
 

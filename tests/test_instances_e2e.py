@@ -11,7 +11,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from sqlalchemy import select
 
 from bot.storage.db import create_engine
 from bot.storage.models import Message
-from tests.e2e import bot_texts, until
+from tests.e2e import bot_texts, free_port, until
 from tests.factories import API_KEY, MODEL, TOKEN
 from tests.fakes.provider import Chunk, Delay, FakeProvider, Role, paced_stream
 from tests.fakes.redis_server import RedisSpace
@@ -38,12 +37,6 @@ SECRET = "several-instances_1"
 GLOBAL_RATE = 4
 # Headers the forwarder leaves to aiohttp, which sets them for the new request.
 HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

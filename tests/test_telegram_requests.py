@@ -7,8 +7,7 @@ from telegram.error import NetworkError
 
 from bot.metrics import Metrics
 from bot.telegram_requests import CountingRequest, call_outcome
-from tests.e2e import metric_samples
-from tests.test_webhook_e2e import free_port
+from tests.e2e import free_port, metric_samples
 
 
 @pytest.mark.parametrize(

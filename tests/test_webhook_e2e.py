@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import aiohttp
 import pytest
@@ -11,16 +10,10 @@ import pytest
 from bot.handlers.context import SERVICES_KEY
 from bot.metrics import Metrics
 from bot.ops import OpsServer, Readiness
-from tests.e2e import bot_texts, metric_samples, until
+from tests.e2e import bot_texts, free_port, metric_samples, until
 from tests.fakes.telegram_webhook import SECRET_HEADER
 
 SECRET = "webhook-secret_42"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
