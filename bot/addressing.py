@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from telegram import Message
+from telegram import Document, Message
 from telegram.constants import MessageEntityType
 
 # How much of a quoted message joins the prompt: enough for context, not a second prompt.
@@ -65,6 +65,28 @@ def quoted_context(message: Message, bot_id: int, limit: int = QUOTE_LIMIT) -> s
     if len(body) > limit:
         body = body[: limit - 1].rstrip() + "…"
     return f"[{author.full_name} wrote: {body}]"
+
+
+def quoted_image(message: Message, bot_id: int) -> Message | None:
+    """The replied-to message when it carries an image that is not the bot's own; else None.
+
+    The bot's own pictures are already in the conversation, as the record of what it drew.
+    """
+    replied = _replied(message)
+    if replied is None or not carries_image(replied):
+        return None
+    author = replied.from_user
+    return None if author is not None and author.id == bot_id else replied
+
+
+def carries_image(message: Message) -> bool:
+    """Whether ``message`` is a photo or an image sent as a file."""
+    return bool(message.photo) or is_image_document(message.document)
+
+
+def is_image_document(document: Document | None) -> bool:
+    """Whether ``document`` is an image file."""
+    return document is not None and (document.mime_type or "").startswith("image/")
 
 
 def _replied(message: Message) -> Message | None:

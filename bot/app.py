@@ -101,10 +101,7 @@ def build_application(services: Services) -> BotApplication:
     )
     application.add_handler(
         MessageHandler(
-            filters.UpdateType.MESSAGE
-            & filters.ChatType.PRIVATE
-            & ~filters.TEXT
-            & ~filters.StatusUpdate.ALL,
+            filters.UpdateType.MESSAGE & ~filters.TEXT & ~filters.StatusUpdate.ALL,
             unsupported_message,
         )
     )

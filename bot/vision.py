@@ -48,16 +48,17 @@ def pick_photo_size(sizes: Sequence[_Size], limit: int = MAX_IMAGE_BYTES) -> _Si
     return max(fitting, key=lambda s: s.width * s.height, default=None)
 
 
-def photo_question(caption: str | None, *, private: bool) -> str | None:
-    """The question a photo's caption asks; None when the photo is not addressed to the bot.
+def photo_question(caption: str | None, *, addressed: bool) -> str | None:
+    """The question a photo's caption asks; None when the photo is not for the bot.
 
-    In private chats every photo is; in groups only one whose caption starts with /chat.
+    A caption starting with /chat is always for the bot; otherwise the photo is when it is
+    ``addressed`` (in a private chat, or mentioning the bot or replying to it in a group).
     """
     text = (caption or "").strip()
     match = _CHAT_COMMAND.match(text)
     if match is not None:
         return text[match.end() :].strip()
-    return text if private else None
+    return text if addressed else None
 
 
 def stored_text(question: str, images: Sequence[str]) -> str:

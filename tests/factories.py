@@ -1,4 +1,4 @@
-"""Builders for test configuration pointing the bot at the fakes."""
+"""Test configuration: builders pointing the bot at the fakes, and the data config tests read."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ from bot.config import Config, parse_config
 TOKEN = "123456:TEST-TOKEN-abcdef"
 API_KEY = "sk-test-key-0123456789"
 MODEL = "test-model"
+WEBHOOK_SECRET = "webhook-secret_42"
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The project's directory, where config.example.yaml is."""
+ENV = {"TELEGRAM_BOT_TOKEN": "123:secret-token", "OPENAI_API_KEY": "sk-secret-key"}
+"""The environment a configuration file's ${VARIABLES} are read from."""
 
 
 def make_config(
@@ -47,3 +53,21 @@ def make_config(
         current = data.get(key)
         data[key] = {**current, **value} if isinstance(current, dict) else value
     return parse_config(data, {})
+
+
+def minimal(**extra: object) -> dict[str, object]:
+    """The smallest valid configuration's data, with ``extra`` top-level sections."""
+    data: dict[str, object] = {
+        "telegram": {"token": "${TELEGRAM_BOT_TOKEN}"},
+        "providers": [{"name": "p", "base_url": "http://127.0.0.1:1/v1", "api_key": "k"}],
+    }
+    data.update(extra)
+    return data
+
+
+def with_provider(**provider: object) -> dict[str, object]:
+    """A configuration's data with one provider of the given options."""
+    return {
+        "telegram": {"token": "t"},
+        "providers": [{"name": "p", "base_url": "http://127.0.0.1:1/v1", **provider}],
+    }

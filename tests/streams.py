@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 
 from bot.errors import ProviderError
+from bot.providers.anthropic_decoder import AnthropicStreamParser
 from bot.providers.base import StreamEvent, StreamStart, TextDelta
+from bot.providers.decoders import OpenAIStreamParser, SSEDecoder, SSEMessage
 
 
 async def collect(stream: AsyncIterable[StreamEvent]) -> list[StreamEvent]:
@@ -34,3 +36,35 @@ def text_of(events: Iterable[StreamEvent]) -> str:
 def starts(events: Iterable[StreamEvent]) -> list[str]:
     """The providers the events started on, in order."""
     return [e.provider for e in events if isinstance(e, StreamStart)]
+
+
+def decode_sse(feeds: Iterable[bytes]) -> list[SSEMessage]:
+    """The server-sent events of ``feeds``, fed to one decoder piece by piece."""
+    decoder = SSEDecoder()
+    messages: list[SSEMessage] = []
+    for feed in feeds:
+        messages += decoder.feed(feed)
+    return messages + decoder.flush()
+
+
+def parse_openai(messages: Iterable[SSEMessage]) -> list[StreamEvent]:
+    """The events of an OpenAI-format stream's messages, closed at the end."""
+    parser = OpenAIStreamParser()
+    return _parsed(messages, lambda message: parser.feed(message.data), parser.close)
+
+
+def parse_anthropic(messages: Iterable[SSEMessage]) -> list[StreamEvent]:
+    """The events of an Anthropic Messages stream's messages, closed at the end."""
+    parser = AnthropicStreamParser()
+    return _parsed(messages, parser.feed_message, parser.close)
+
+
+def _parsed(
+    messages: Iterable[SSEMessage],
+    feed: Callable[[SSEMessage], list[StreamEvent]],
+    close: Callable[[], list[StreamEvent]],
+) -> list[StreamEvent]:
+    events: list[StreamEvent] = []
+    for message in messages:
+        events += feed(message)
+    return events + close()

@@ -5,9 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from telegram import Chat, ForumTopicCreated, Message, MessageEntity, User
+from telegram import Chat, Document, ForumTopicCreated, Message, MessageEntity, PhotoSize, User
 
-from bot.addressing import is_addressed, quoted_context, replies_to_bot, without_mention
+from bot.addressing import (
+    is_addressed,
+    quoted_context,
+    quoted_image,
+    replies_to_bot,
+    without_mention,
+)
 from bot.gate import AllowList, RecentKeys
 from bot.instances import lock_id
 from bot.storage.advisory import conversation_lock_id
@@ -98,6 +104,31 @@ def test_replying_to_oneself_or_the_topic_start_quotes_nothing() -> None:
     in_topic = message("just talking", reply_to_message=created, is_topic_message=True)
     assert not is_addressed(in_topic, BOT_ID, BOT)
     assert quoted_context(in_topic, BOT_ID) is None
+
+
+def photo(sender: User, **extra: Any) -> Message:
+    size = PhotoSize("file-1", "unique-1", 800, 600, file_size=90_000)
+    return Message(2, datetime.now(UTC), GROUP, from_user=sender, photo=(size,), **extra)
+
+
+def test_a_members_photo_or_image_file_replied_to_is_the_quoted_image() -> None:
+    bobs = photo(BOB)
+    assert quoted_image(message("what is it?", reply_to_message=bobs), BOT_ID) is bobs
+    own = photo(ALICE)
+    assert quoted_image(message("and this?", reply_to_message=own), BOT_ID) is own
+    png = Document("file-2", "unique-2", mime_type="image/png")
+    as_file = Message(3, datetime.now(UTC), GROUP, from_user=BOB, document=png)
+    assert quoted_image(message("this?", reply_to_message=as_file), BOT_ID) is as_file
+
+
+def test_text_a_non_image_file_or_the_bots_own_picture_is_no_quoted_image() -> None:
+    assert quoted_image(message("hm", reply_to_message=message("words", BOB)), BOT_ID) is None
+    pdf = Document("file-3", "unique-3", mime_type="application/pdf")
+    report = Message(3, datetime.now(UTC), GROUP, from_user=BOB, document=pdf)
+    assert quoted_image(message("hm", reply_to_message=report), BOT_ID) is None
+    drawn = photo(BOT_USER)
+    assert quoted_image(message("hm", reply_to_message=drawn), BOT_ID) is None
+    assert quoted_image(message("no reply"), BOT_ID) is None
 
 
 def test_empty_allow_lists_let_everyone_in() -> None:

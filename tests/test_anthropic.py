@@ -52,7 +52,8 @@ from tests.fakes.anthropic import (
     text_stream,
 )
 from tests.fakes.provider import Cut, Delay, ErrorResponse, Raw
-from tests.test_anthropic_decoder import SEED_004_NATIVE_TOOL_STREAM, decode, parse
+from tests.seeds import SEED_004_NATIVE_TOOL_STREAM
+from tests.streams import decode_sse, parse_anthropic
 
 API_KEY = "sk-ant-test-0123456789abcdef"
 
@@ -187,7 +188,7 @@ async def test_seed_004_native_stream_over_http_gives_the_decoded_events(fake, s
     data = SEED_004_NATIVE_TOOL_STREAM
     fake.enqueue(Raw(data[:1000]), Delay(0.01), Raw(data[1000:]))
     events = await collect(provider_for(session, fake.base_url))
-    assert events == parse(decode([data]))
+    assert events == parse_anthropic(decode_sse([data]))
     assert any(isinstance(e, ToolCallDelta) for e in events)
     assert events[-1] == StreamEnd("tool_calls")
 

@@ -1,10 +1,9 @@
 """AnthropicStreamParser over recorded Messages streams split at every byte offset."""
-# ruff: noqa: E501 - recorded events are kept on one line each, as they come over the wire
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import pytest
 
@@ -22,60 +21,12 @@ from bot.providers.anthropic_decoder import (
     parse_message,
 )
 from bot.providers.base import StreamEnd, StreamEvent, TextDelta, ToolCallDelta, Usage
-from bot.providers.decoders import SSEDecoder, SSEMessage
-from tests.streams import text_of
-from tests.test_decoders import SEED_004_TOOL_STREAM
-from tests.test_decoders import decode as decode_openai
-from tests.test_decoders import parse as parse_openai
-
-
-def _events(*lines: str, newline: str = "\n") -> bytes:
-    """``event: <type>`` + ``data: <json>`` pairs, each followed by a blank line."""
-    out = []
-    for line in lines:
-        kind = json.loads(line)["type"]
-        out.append(f"event: {kind}{newline}data: {line}{newline}{newline}")
-    return "".join(out).encode()
-
-
-# The native stream behind seed 004's Claude tool example: OhMyGPT translates exactly these
-# events into SEED_004_TOOL_STREAM ("content_block_delta/text_delta -> delta.content",
-# "tool_use -> tool_calls, index from 1-based to 0-based", "message_delta tool_use ->
-# finish_reason tool_calls", "message_stop -> usage, [DONE]").
-SEED_004_NATIVE_TOOL_STREAM = _events(
-    '{"type":"message_start","message":{"id":"msg_01RdBwK8GsN7sm6dyDteDc3e","type":"message","role":"assistant","model":"claude-3-5-haiku-20241022","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":376,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}}',
-    '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}',
-    '{"type":"ping"}',
-    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"I\'ll"}}',
-    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" help"}}',
-    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" you find out"}}',
-    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" the current weather in Boston"}}',
-    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"."}}',
-    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" I"}}',
-    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\'ll"}}',
-    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" retrieve"}}',
-    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" the current"}}',
-    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" weather information"}}',
-    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" for"}}',
-    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" you"}}',
-    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"."}}',
-    '{"type":"content_block_stop","index":0}',
-    '{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_01RdBwK8GsN7sm6dyDteDc3e","name":"get_current_weather","input":{}}}',
-    '{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}',
-    '{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\\"locati"}}',
-    '{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"on\\": \\"Bosto"}}',
-    '{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"n, M"}}',
-    '{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"A\\""}}',
-    '{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":", \\"unit\\": \\"f"}}',
-    '{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"ahrenh"}}',
-    '{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"eit\\"}"}}',
-    '{"type":"content_block_stop","index":1}',
-    '{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":100}}',
-    '{"type":"message_stop"}',
-)
+from bot.providers.decoders import SSEMessage
+from tests.seeds import SEED_004_NATIVE_TOOL_STREAM, SEED_004_TOOL_STREAM, anthropic_events
+from tests.streams import decode_sse, parse_anthropic, parse_openai, text_of
 
 # A plain text answer with thinking first, Chinese text, and an unknown event type.
-THINKING_STREAM = _events(
+THINKING_STREAM = anthropic_events(
     '{"type":"message_start","message":{"id":"msg_2","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":20,"cache_creation_input_tokens":5,"cache_read_input_tokens":100,"output_tokens":1}}}',
     '{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}',
     '{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"用户问好。"}}',
@@ -98,25 +49,9 @@ RECORDED = {
 }
 
 
-def decode(feeds: Iterable[bytes]) -> list[SSEMessage]:
-    decoder = SSEDecoder()
-    messages: list[SSEMessage] = []
-    for feed in feeds:
-        messages += decoder.feed(feed)
-    return messages + decoder.flush()
-
-
-def parse(messages: Iterable[SSEMessage]) -> list[StreamEvent]:
-    parser = AnthropicStreamParser()
-    events: list[StreamEvent] = []
-    for message in messages:
-        events += parser.feed_message(message)
-    return events + parser.close()
-
-
 def feed_all(parser: AnthropicStreamParser, data: bytes) -> list[StreamEvent]:
     events: list[StreamEvent] = []
-    for message in decode([data]):
+    for message in decode_sse([data]):
         events += parser.feed_message(message)
     return events
 
@@ -127,26 +62,30 @@ def feed_all(parser: AnthropicStreamParser, data: bytes) -> list[StreamEvent]:
 @pytest.mark.parametrize("name", RECORDED)
 def test_every_split_offset_gives_the_same_events(name: str) -> None:
     data = RECORDED[name]
-    events = parse(decode([data]))
+    events = parse_anthropic(decode_sse([data]))
     assert events[-1].__class__ is StreamEnd
     for offset in range(len(data) + 1):
-        assert parse(decode([data[:offset], data[offset:]])) == events, f"split at {offset}"
+        assert parse_anthropic(decode_sse([data[:offset], data[offset:]])) == events, (
+            f"split at {offset}"
+        )
 
 
 @pytest.mark.parametrize("name", RECORDED)
 def test_one_byte_feeds_give_the_same_events(name: str) -> None:
     data = RECORDED[name]
-    assert parse(decode(data[i : i + 1] for i in range(len(data)))) == parse(decode([data]))
+    assert parse_anthropic(
+        decode_sse(data[i : i + 1] for i in range(len(data)))
+    ) == parse_anthropic(decode_sse([data]))
 
 
 def test_seed_004_native_stream_gives_what_ohmygpt_translates_it_into() -> None:
-    native = parse(decode([SEED_004_NATIVE_TOOL_STREAM]))
-    translated = parse_openai(decode_openai([SEED_004_TOOL_STREAM]))
+    native = parse_anthropic(decode_sse([SEED_004_NATIVE_TOOL_STREAM]))
+    translated = parse_openai(decode_sse([SEED_004_TOOL_STREAM]))
     assert native == translated
 
 
 def test_seed_004_native_stream_text_tool_call_usage_and_end() -> None:
-    events = parse(decode([SEED_004_NATIVE_TOOL_STREAM]))
+    events = parse_anthropic(decode_sse([SEED_004_NATIVE_TOOL_STREAM]))
     assert text_of(events) == (
         "I'll help you find out the current weather in Boston. "
         "I'll retrieve the current weather information for you."
@@ -160,7 +99,7 @@ def test_seed_004_native_stream_text_tool_call_usage_and_end() -> None:
 
 
 def test_thinking_signature_citations_and_unknown_events_give_no_text() -> None:
-    events = parse(decode([THINKING_STREAM]))
+    events = parse_anthropic(decode_sse([THINKING_STREAM]))
     assert events == [
         TextDelta("你好，"),
         TextDelta("世界 🌍"),

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from itertools import pairwise
 
 import pytest
-from sqlalchemy import select
 
 from bot.handlers.help import MENU_COMMANDS
-from bot.storage.db import create_engine
-from bot.storage.models import Message
+from tests.e2e import answers_once_stored, bot_texts, until
 from tests.factories import API_KEY, MODEL
-from tests.fakes.provider import Chunk, Cut, Delay, Done, Finish, Role
+from tests.fakes.provider import Chunk, Cut, Role
 
 USER = 42
 REPLY_METHODS = ("sendMessage", "editMessageText")
@@ -22,11 +19,6 @@ REPLY_METHODS = ("sendMessage", "editMessageText")
 def config(config_for):
     """Send-then-edit streaming, as in groups; drafts have their own tests."""
     return config_for(streaming={"drafts": False})
-
-
-def bot_texts(telegram, chat_id=USER):
-    """The final text of every message the bot sent in the chat, in order."""
-    return [m.text for m in telegram.messages(chat_id) if m.from_bot]
 
 
 def bot_calls(telegram, chat_id=USER):
@@ -46,49 +38,11 @@ async def wait_for_answer(telegram, count=1, chat_id=USER, timeout=15.0):
     await telegram.wait_for(finished, count=count, timeout=timeout)
 
 
-async def stored_answers(config):
-    engine = create_engine(config.database.url)
-    try:
-        async with engine.connect() as connection:
-            rows = await connection.execute(
-                select(Message.content, Message.status).where(Message.role == "assistant")
-            )
-            return [(row.content, row.status) for row in rows]
-    finally:
-        await engine.dispose()
-
-
-async def answers_once_stored(config, count, timeout=10.0):
-    """The stored answers, once ``count`` of them are no longer streaming."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        answers = await stored_answers(config)
-        if sum(status != "streaming" for _, status in answers) >= count:
-            return answers
-        assert asyncio.get_running_loop().time() < deadline, f"answers not stored: {answers}"
-        await asyncio.sleep(0.05)
-
-
-async def until(predicate, timeout=15.0):
-    """Poll a cheap condition on state the test owns (the fakes' records) until it holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
-def streamed(pieces, delay):
-    steps: list[object] = [Role()]
-    for piece in pieces:
-        steps += [Delay(delay), Chunk(piece)]
-    return [*steps, Finish("stop"), Done()]
-
-
 async def test_streamed_answer_arrives_progressively_and_ends_complete(
     telegram, provider, bot, config
 ):
     pieces = [f"word{i} " for i in range(12)]
-    provider.enqueue(*streamed(pieces, delay=0.3))
+    provider.enqueue_stream(pieces, delay=0.3)
     telegram.user_sends("Tell me something")
     answer = "".join(pieces).strip()
     await until(lambda: answer in bot_texts(telegram))
@@ -111,7 +65,7 @@ async def test_streamed_answer_arrives_progressively_and_ends_complete(
 
 
 async def test_edits_in_one_chat_stay_at_least_one_second_apart(telegram, provider, bot):
-    provider.enqueue(*streamed([f"t{i} " for i in range(40)], delay=0.1))
+    provider.enqueue_stream([f"t{i} " for i in range(40)], delay=0.1)
     telegram.user_sends("stream fast please")
     await until(lambda: any("t39" in t for t in bot_texts(telegram)))
     times = [c.at for c in bot_calls(telegram)]
@@ -162,7 +116,7 @@ async def test_context_survives_a_restart_on_the_same_database(
 async def test_injected_429_delays_the_answer_but_loses_nothing(telegram, provider, bot):
     telegram.inject_retry_after("editMessageText", 2, chat_id=USER, times=1)
     pieces = [f"part{i} " for i in range(10)]
-    provider.enqueue(*streamed(pieces, delay=0.25))
+    provider.enqueue_stream(pieces, delay=0.25)
     telegram.user_sends("go")
     answer = "".join(pieces).strip()
     await until(lambda: answer in bot_texts(telegram), timeout=20)
@@ -264,7 +218,7 @@ async def test_not_modified_and_rejected_entities_do_not_lose_the_answer(telegra
     telegram.inject_cant_parse_entities("editMessageText", chat_id=USER, times=1)
     telegram.inject_not_modified("editMessageText", chat_id=USER, times=1)
     pieces = ["**Bold** start ", "then more ", "and the end."]
-    provider.enqueue(*streamed(pieces, delay=0.6))
+    provider.enqueue_stream(pieces, delay=0.6)
     telegram.user_sends("format it")
     await until(lambda: "Bold start then more and the end." in bot_texts(telegram), timeout=20)
 

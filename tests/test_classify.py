@@ -22,71 +22,7 @@ from bot.errors import (
     Unavailable,
 )
 from bot.providers.classify import MAX_DETAIL_CHARS, classify_error, parse_retry_after
-
-# Seed 001 (冰橙): these come back with HTTP 200; ``codes`` is the provider's own numbering.
-SEED_001_BODIES = [
-    pytest.param(
-        '{"codes":900,"mess":"密钥错误或已过期，请通过微信访问yewu.bcwhkj.cn个人中心获取","data":"token"}',
-        AuthError,
-        id="001-key-wrong-or-expired",
-    ),
-    pytest.param(
-        '{"codes":400,"mess":"非法字符。请勿提交","data":""}',
-        ContentRejected,
-        id="001-illegal-content",
-    ),
-    pytest.param(
-        '{"codes":402,"mess":"提交问题涉及内容安全，请修改问题","data":""}',
-        ContentRejected,
-        id="001-content-safety",
-    ),
-    pytest.param(
-        '{"codes":300,"mess":"当前额度不足，请充值后继续使用","data":""}',
-        QuotaError,
-        id="001-quota",
-    ),
-    pytest.param(
-        '{"error":{"code":502,"message":"Bad gateway.","param":null,"type":"cf_bad_gateway"}}',
-        Unavailable,
-        id="001-cf-bad-gateway",
-    ),
-]
-
-# Seed 003 (Talk-Bot): its "异常返回示例", one body per case.
-SEED_003_BODIES = [
-    pytest.param(
-        """{ "error": { "message": "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if you're accessing the API from your browser and are prompted for a username and password. You can obtain an API key from https://vip.gptchatclub.com/api.", "type": "talk_api_error", "param": null, "code": "invalid_api_key" } }""",
-        AuthError,
-        id="003-no-key",
-    ),
-    pytest.param(
-        """{ "error": { "message": "Incorrect API key provided: sk-1afsp*****************************************k5R2. You can find your API key at https://vip.gptchatclub.com/api.", "type": "invalid_request_error", "param": null, "code": "invalid_api_key" } }""",
-        AuthError,
-        id="003-wrong-key",
-    ),
-    pytest.param(
-        """{ "error": { "message": "Unsupported model.", "type": "talk_api_error", "param": null, "code": "invalid_model" } }""",
-        ModelNotFound,
-        id="003-invalid-model",
-    ),
-    pytest.param(
-        """{ "error": { "message": "User quota is not enough.", "type": "talk_api_error", "param": null, "code": "insufficient_user_quota" } }""",
-        QuotaError,
-        id="003-quota",
-    ),
-    pytest.param(
-        """{ "error": { "message": "Unsupported messages.", "type": "talk_api_error", "param": null, "code": "invalid_messages" } }""",
-        BadRequest,
-        id="003-invalid-messages",
-    ),
-    pytest.param(
-        """{ "error": { "message": "Internal server error.", "type": "talk_api_error", "param": null, "code": "internal_error" } }""",
-        Unavailable,
-        id="003-internal-error",
-    ),
-]
-
-SEED_BODIES = SEED_001_BODIES + SEED_003_BODIES
+from tests.seeds import SEED_003_BODIES, SEED_BODIES
 
 
 @pytest.mark.parametrize(("body", "expected"), SEED_BODIES)

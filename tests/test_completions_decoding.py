@@ -11,13 +11,12 @@ from bot.errors import ModelNotFound, StreamCut, Unavailable
 from bot.providers.base import StreamEnd, TextDelta, Usage
 from bot.providers.decoders import parse_completion, parse_edit
 from bot.providers.wrapper_decoder import parse_chat_answer, parse_edit_answer
-from tests.streams import text_of
-from tests.test_classify import SEED_BODIES
-from tests.test_decoders import _sse, decode, parse
+from tests.seeds import SEED_002_REDUCE_COMPLETION, SEED_BODIES, sse
+from tests.streams import decode_sse, parse_openai, text_of
 
 # A /v1/completions stream as OpenAI sends it: text on the choice, the finish reason on the
 # last text chunk, then the usage-only chunk (stream_options.include_usage) and [DONE].
-TEXT_COMPLETION_STREAM = _sse(
+TEXT_COMPLETION_STREAM = sse(
     'data: {"id":"cmpl-78sY9YEf4NoN8J16dsZPfJibghPJt","object":"text_completion","created":1682350669,"choices":[{"text":"\\n\\n","index":0,"logprobs":null,"finish_reason":null}],"model":"gpt-3.5-turbo-instruct"}',
     'data: {"id":"cmpl-78sY9YEf4NoN8J16dsZPfJibghPJt","object":"text_completion","created":1682350669,"choices":[{"text":"A rose by any other name","index":0,"logprobs":null,"finish_reason":null}],"model":"gpt-3.5-turbo-instruct"}',
     'data: {"id":"cmpl-78sY9YEf4NoN8J16dsZPfJibghPJt","object":"text_completion","created":1682350669,"choices":[{"text":" 会一样芬芳","index":0,"logprobs":null,"finish_reason":"length"}],"model":"gpt-3.5-turbo-instruct"}',
@@ -27,7 +26,6 @@ TEXT_COMPLETION_STREAM = _sse(
 TEXT_COMPLETION_TEXT = "\n\nA rose by any other name 会一样芬芳"
 
 # Seed 002 (AI小火箭), Reduce-Stream completions, as its document shows them.
-SEED_002_REDUCE_COMPLETION = _sse('data: ["\\n"]', 'data: ["\\n"]', 'data: ["清"]', "data: [DONE]")
 
 # Seed 002's non-streamed completion answer, verbatim.
 SEED_002_COMPLETION = {
@@ -60,38 +58,40 @@ STREAMS = {"text-completion": TEXT_COMPLETION_STREAM, "seed002-reduce": SEED_002
 @pytest.mark.parametrize("name", STREAMS)
 def test_completion_streams_split_at_every_byte_offset_give_the_same_events(name: str) -> None:
     data = STREAMS[name]
-    events = parse(decode([data]))
+    events = parse_openai(decode_sse([data]))
     assert events
     for offset in range(len(data) + 1):
-        assert parse(decode([data[:offset], data[offset:]])) == events, f"split at byte {offset}"
-    assert parse(decode(data[i : i + 1] for i in range(len(data)))) == events
+        assert parse_openai(decode_sse([data[:offset], data[offset:]])) == events, (
+            f"split at byte {offset}"
+        )
+    assert parse_openai(decode_sse(data[i : i + 1] for i in range(len(data)))) == events
 
 
 def test_text_completion_stream_gives_text_usage_then_its_finish_reason() -> None:
-    events = parse(decode([TEXT_COMPLETION_STREAM]))
+    events = parse_openai(decode_sse([TEXT_COMPLETION_STREAM]))
     assert text_of(events) == TEXT_COMPLETION_TEXT
     assert events[-2:] == [Usage(prompt_tokens=8, completion_tokens=16), StreamEnd("length")]
 
 
 def test_reduce_stream_completion_is_its_bare_strings_then_stop() -> None:
-    events = parse(decode([SEED_002_REDUCE_COMPLETION]))
+    events = parse_openai(decode_sse([SEED_002_REDUCE_COMPLETION]))
     assert events == [TextDelta("\n"), TextDelta("\n"), TextDelta("清"), StreamEnd("stop")]
 
 
 def test_text_completion_cut_before_a_finish_reason_raises_stream_cut() -> None:
     cut = TEXT_COMPLETION_STREAM[: TEXT_COMPLETION_STREAM.index(b'finish_reason":"length')]
     with pytest.raises(StreamCut):
-        parse(decode([cut]))
+        parse_openai(decode_sse([cut]))
 
 
 def test_text_completion_without_done_after_its_finish_reason_ends_normally() -> None:
     data = TEXT_COMPLETION_STREAM[: TEXT_COMPLETION_STREAM.index(b"data: [DONE]")]
-    assert parse(decode([data]))[-1] == StreamEnd("length")
+    assert parse_openai(decode_sse([data]))[-1] == StreamEnd("length")
 
 
 def test_chat_delta_wins_over_a_stray_text_field_on_the_same_choice() -> None:
     payload = '{"choices":[{"index":0,"delta":{"content":"chat"},"text":"legacy"}]}'
-    events = parse(decode([_sse(f"data: {payload}", "data: [DONE]")]))
+    events = parse_openai(decode_sse([sse(f"data: {payload}", "data: [DONE]")]))
     assert text_of(events) == "chat"
 
 

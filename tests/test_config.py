@@ -5,24 +5,12 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from bot.config import DEFAULT_DATABASE_URL, load_config, parse_config
 from bot.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {"TELEGRAM_BOT_TOKEN": "123:secret-token", "OPENAI_API_KEY": "sk-secret-key"}
-
-
-def minimal(**extra: object) -> dict[str, object]:
-    data: dict[str, object] = {
-        "telegram": {"token": "${TELEGRAM_BOT_TOKEN}"},
-        "providers": [{"name": "p", "base_url": "http://127.0.0.1:1/v1", "api_key": "k"}],
-    }
-    data.update(extra)
-    return data
+from tests.factories import ENV, ROOT, minimal
 
 
 def test_example_config_is_valid_and_documents_every_section():

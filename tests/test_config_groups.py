@@ -6,7 +6,7 @@ import pytest
 
 from bot.config import parse_config
 from bot.errors import ConfigError
-from tests.test_config import ENV, minimal
+from tests.factories import ENV, minimal
 
 
 def test_access_lists_scope_and_prompt_limit_default_to_open_topics_and_16000():

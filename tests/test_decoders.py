@@ -1,94 +1,23 @@
 """SSEDecoder and OpenAIStreamParser against recorded streams split at every byte offset."""
-# ruff: noqa: E501 - the recorded streams are copied verbatim from the seed documents
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
 
 import pytest
 
 from bot.errors import AuthError, ContentRejected, RateLimited, StreamCut, Unavailable
-from bot.providers.base import StreamEnd, StreamEvent, TextDelta, ToolCallDelta, Usage
+from bot.providers.base import StreamEnd, TextDelta, ToolCallDelta, Usage
 from bot.providers.decoders import OpenAIStreamParser, SSEDecoder, SSEMessage, parse_completion
-from tests.streams import text_of
-
-
-def _sse(*lines: str, newline: str = "\n") -> bytes:
-    """Lines as an event stream: each followed by a blank line."""
-    return "".join(f"{line}{newline}{newline}" for line in lines).encode()
-
-
-# Seed 003 (Talk-Bot), the streamed answer to 1+1=?
-SEED_003_STREAM = _sse(
-    'data: {"id":"chatcmpl-7MCqtZcvn8rKPLlY55821IkGgfkXT","object":"chat.completion.chunk","created":1685526975,"model":"gpt-3.5-turbo-1106","system_fingerprint":"fp_eeff13170a","choices":[{"delta":{"role":"assistant"},"index":0,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-7MCqtZcvn8rKPLlY55821IkGgfkXT","object":"chat.completion.chunk","created":1685526975,"model":"gpt-3.5-turbo-1106","system_fingerprint":"fp_eeff13170a","choices":[{"delta":{"content":"1"},"index":0,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-7MCqtZcvn8rKPLlY55821IkGgfkXT","object":"chat.completion.chunk","created":1685526975,"model":"gpt-3.5-turbo-1106","system_fingerprint":"fp_eeff13170a","choices":[{"delta":{"content":"+"},"index":0,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-7MCqtZcvn8rKPLlY55821IkGgfkXT","object":"chat.completion.chunk","created":1685526975,"model":"gpt-3.5-turbo-1106","system_fingerprint":"fp_eeff13170a","choices":[{"delta":{"content":"1"},"index":0,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-7MCqtZcvn8rKPLlY55821IkGgfkXT","object":"chat.completion.chunk","created":1685526975,"model":"gpt-3.5-turbo-1106","system_fingerprint":"fp_eeff13170a","choices":[{"delta":{"content":"="},"index":0,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-7MCqtZcvn8rKPLlY55821IkGgfkXT","object":"chat.completion.chunk","created":1685526975,"model":"gpt-3.5-turbo-1106","system_fingerprint":"fp_eeff13170a","choices":[{"delta":{"content":"2"},"index":0,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-7MCqtZcvn8rKPLlY55821IkGgfkXT","object":"chat.completion.chunk","created":1685526975,"model":"gpt-3.5-turbo-1106","system_fingerprint":"fp_eeff13170a","choices":[{"delta":{"content":"。"},"index":0,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-7MCqtZcvn8rKPLlY55821IkGgfkXT","object":"chat.completion.chunk","created":1685526975,"model":"gpt-3.5-turbo-1106","system_fingerprint":"fp_eeff13170a","choices":[{"delta":{},"index":0,"finish_reason":"stop"}]}',
-    "data: [DONE]",
+from tests.seeds import (
+    SEED_002_REDUCE_CHAT,
+    SEED_002_REDUCE_COMPLETION,
+    SEED_003_STREAM,
+    SEED_004_TOOL_STREAM,
+    SEED_004_VISION_STREAM,
 )
-
-# Seed 004 (OhMyGPT), Claude through the OpenAI format: text, a tool call, a usage chunk
-SEED_004_TOOL_STREAM = _sse(
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"role":"assistant","content":"I\'ll"},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"role":"assistant","content":" help"},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"role":"assistant","content":" you find out"},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"role":"assistant","content":" the current weather in Boston"},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"role":"assistant","content":"."},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"role":"assistant","content":" I"},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"role":"assistant","content":"\'ll"},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"role":"assistant","content":" retrieve"},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"role":"assistant","content":" the current"},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"role":"assistant","content":" weather information"},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"role":"assistant","content":" for"},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"role":"assistant","content":" you"},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"role":"assistant","content":"."},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"toolu_01RdBwK8GsN7sm6dyDteDc3e","type":"function","function":{"name":"get_current_weather","arguments":""}}],"refusal":null},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"locati"}}]},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"on\\": \\"Bosto"}}]},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"n, M"}}]},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"A\\""}}]},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":", \\"unit\\": \\"f"}}]},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ahrenh"}}]},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"eit\\"}"}}]},"logprobs":null,"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","system_fingerprint":"fp_t5VoJU6E","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}',
-    'data: {"id":"chatcmpl-t5VoJU6Et68AzGIMAaDYjGydoQ8HQ","object":"chat.completion.chunk","created":1730992326,"model":"claude-3-5-haiku","choices":[],"usage":{"prompt_tokens":376,"completion_tokens":100,"total_tokens":476,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}',
-    "data: [DONE]",
-)
-
-# Seed 004, Gemini vision: Chinese text, no finish_reason before [DONE]
-SEED_004_VISION_STREAM = _sse(
-    'data: {"id":"chatcmpl-6tzfeCctklU06xs8BmDo3b1YcCold","object":"chat.completion.chunk","created":1702562069,"model":"gemini-pro-vision","choices":[{"index":0,"delta":{"role":"assistant","content":" 这是五个不同角色的表情包。他们分别是:\\n- 胡桃\\n- 宵宫\\n- 早柚\\n- 刻晴\\n- 珊瑚"},"finish_reason":null}]}',
-    'data: {"id":"chatcmpl-6tzfeCctklU06xs8BmDo3b1YcCold","object":"chat.completion.chunk","created":1702562069,"model":"gemini-pro-vision","choices":[{"index":0,"delta":{"role":"assistant","content":"宫心海"},"finish_reason":null}]}',
-    "data: [DONE]",
-)
-
-# Seed 002 (AI小火箭), Reduce-Stream chat
-SEED_002_REDUCE_CHAT = _sse(
-    'data: [{"role":"assistant"}]',
-    'data: [{"content":"闪"}]',
-    'data: [{"content":"光"}]',
-    'data: [{"content":"的"}]',
-    'data: [{"content":"夜"}]',
-    'data: [{"content":"晚"}]',
-    'data: [{"content":"，"}]',
-    "data: [{}]",
-    "data: [DONE]",
-)
-
-# Seed 002, Reduce-Stream completions
-SEED_002_REDUCE_COMPLETION = _sse(
-    'data: ["\\n"]',
-    'data: ["\\n"]',
-    'data: ["清"]',
-    "data: [DONE]",
-)
+from tests.streams import decode_sse, parse_openai, text_of
 
 # Every awkward shape at once: CRLF, comments, id/retry/event lines, "data:" without a space,
 # a keep-alive payload, no blank lines between some events, and multi-byte UTF-8.
@@ -116,56 +45,42 @@ RECORDED = {
 }
 
 
-def decode(feeds: Iterable[bytes]) -> list[SSEMessage]:
-    decoder = SSEDecoder()
-    messages: list[SSEMessage] = []
-    for feed in feeds:
-        messages += decoder.feed(feed)
-    return messages + decoder.flush()
-
-
-def parse(messages: Iterable[SSEMessage]) -> list[StreamEvent]:
-    parser = OpenAIStreamParser()
-    events: list[StreamEvent] = []
-    for message in messages:
-        events += parser.feed(message.data)
-    return events + parser.close()
-
-
 # --- recorded streams ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", RECORDED)
 def test_every_split_offset_gives_the_same_events(name: str) -> None:
     data = RECORDED[name]
-    whole = decode([data])
-    events = parse(whole)
+    whole = decode_sse([data])
+    events = parse_openai(whole)
     for offset in range(len(data) + 1):
-        messages = decode([data[:offset], data[offset:]])
+        messages = decode_sse([data[:offset], data[offset:]])
         assert messages == whole, f"split at byte {offset}"
-        assert parse(messages) == events, f"split at byte {offset}"
+        assert parse_openai(messages) == events, f"split at byte {offset}"
 
 
 @pytest.mark.parametrize("name", RECORDED)
 def test_one_byte_feeds_give_the_same_events(name: str) -> None:
     data = RECORDED[name]
-    whole = decode([data])
-    assert decode(data[i : i + 1] for i in range(len(data))) == whole
+    whole = decode_sse([data])
+    assert decode_sse(data[i : i + 1] for i in range(len(data))) == whole
 
 
 @pytest.mark.parametrize("name", ["seed003", "seed004-tools", "seed004-vision", "mixed"])
 def test_lone_cr_and_crlf_line_endings_decode_like_lf(name: str) -> None:
     lf = RECORDED[name].replace(b"\r\n", b"\n")
-    expected = decode([lf])
+    expected = decode_sse([lf])
     for newline in (b"\r\n", b"\r"):
         data = lf.replace(b"\n", newline)
-        assert decode([data]) == expected
+        assert decode_sse([data]) == expected
         for offset in range(len(data) + 1):
-            assert decode([data[:offset], data[offset:]]) == expected, f"{newline!r} at {offset}"
+            assert decode_sse([data[:offset], data[offset:]]) == expected, (
+                f"{newline!r} at {offset}"
+            )
 
 
 def test_seed_003_stream_is_the_text_then_stop() -> None:
-    events = parse(decode([SEED_003_STREAM]))
+    events = parse_openai(decode_sse([SEED_003_STREAM]))
     assert events == [
         TextDelta("1"),
         TextDelta("+"),
@@ -178,7 +93,7 @@ def test_seed_003_stream_is_the_text_then_stop() -> None:
 
 
 def test_seed_004_tool_stream_gives_text_tool_fragments_usage_then_end() -> None:
-    events = parse(decode([SEED_004_TOOL_STREAM]))
+    events = parse_openai(decode_sse([SEED_004_TOOL_STREAM]))
     assert text_of(events) == (
         "I'll help you find out the current weather in Boston. "
         "I'll retrieve the current weather information for you."
@@ -193,7 +108,7 @@ def test_seed_004_tool_stream_gives_text_tool_fragments_usage_then_end() -> None
 
 def test_tool_call_fragments_accumulate_by_index_into_valid_json() -> None:
     calls: dict[int, dict[str, str]] = {}
-    for event in parse(decode([SEED_004_TOOL_STREAM])):
+    for event in parse_openai(decode_sse([SEED_004_TOOL_STREAM])):
         if isinstance(event, ToolCallDelta):
             call = calls.setdefault(event.index, {"id": "", "name": "", "arguments": ""})
             call["id"] = event.id or call["id"]
@@ -206,7 +121,7 @@ def test_tool_call_fragments_accumulate_by_index_into_valid_json() -> None:
 
 
 def test_seed_004_vision_stream_without_finish_reason_ends_at_done() -> None:
-    events = parse(decode([SEED_004_VISION_STREAM]))
+    events = parse_openai(decode_sse([SEED_004_VISION_STREAM]))
     assert (
         text_of(events)
         == " 这是五个不同角色的表情包。他们分别是:\n- 胡桃\n- 宵宫\n- 早柚\n- 刻晴\n- 珊瑚宫心海"
@@ -215,17 +130,17 @@ def test_seed_004_vision_stream_without_finish_reason_ends_at_done() -> None:
 
 
 def test_reduce_stream_chat_shapes_decode_to_text() -> None:
-    events = parse(decode([SEED_002_REDUCE_CHAT]))
+    events = parse_openai(decode_sse([SEED_002_REDUCE_CHAT]))
     assert events == [*(TextDelta(c) for c in "闪光的夜晚，"), StreamEnd("stop")]
 
 
 def test_reduce_stream_completion_shapes_decode_to_text() -> None:
-    events = parse(decode([SEED_002_REDUCE_COMPLETION]))
+    events = parse_openai(decode_sse([SEED_002_REDUCE_COMPLETION]))
     assert events == [TextDelta("\n"), TextDelta("\n"), TextDelta("清"), StreamEnd("stop")]
 
 
 def test_mixed_stream_skips_comments_keepalives_and_role_and_keeps_utf8() -> None:
-    events = parse(decode([MIXED_STREAM]))
+    events = parse_openai(decode_sse([MIXED_STREAM]))
     assert events == [
         TextDelta("你好，"),
         TextDelta("世界 🌍👩‍💻"),
@@ -239,7 +154,7 @@ def test_mixed_stream_skips_comments_keepalives_and_role_and_keeps_utf8() -> Non
 
 
 def test_data_with_and_without_space_after_the_colon() -> None:
-    assert decode([b"data: a\ndata:b\ndata:  c\n"]) == [
+    assert decode_sse([b"data: a\ndata:b\ndata:  c\n"]) == [
         SSEMessage("a"),
         SSEMessage("b"),
         SSEMessage(" c"),
@@ -247,16 +162,16 @@ def test_data_with_and_without_space_after_the_colon() -> None:
 
 
 def test_comments_id_and_retry_lines_are_ignored() -> None:
-    assert decode([b": hi\nid: 7\nretry: 10\n:\ndata: x\n\n"]) == [SSEMessage("x")]
+    assert decode_sse([b": hi\nid: 7\nretry: 10\n:\ndata: x\n\n"]) == [SSEMessage("x")]
 
 
 def test_event_name_applies_to_the_next_data_line_only() -> None:
     data = b"event: error\ndata: a\ndata: b\n\nevent: ping\n\ndata: c\n"
-    assert decode([data]) == [SSEMessage("a", "error"), SSEMessage("b"), SSEMessage("c")]
+    assert decode_sse([data]) == [SSEMessage("a", "error"), SSEMessage("b"), SSEMessage("c")]
 
 
 def test_every_data_line_is_its_own_message_even_without_blank_lines() -> None:
-    assert decode([b"data: 1\ndata: 2\ndata: 3\n"]) == [
+    assert decode_sse([b"data: 1\ndata: 2\ndata: 3\n"]) == [
         SSEMessage("1"),
         SSEMessage("2"),
         SSEMessage("3"),
@@ -284,7 +199,7 @@ def test_cr_then_a_feed_that_decodes_to_nothing_then_lf_is_one_line_break() -> N
 def test_multibyte_character_split_across_feeds_survives() -> None:
     data = "data: 中文😀\n".encode()
     for offset in range(len(data) + 1):
-        assert decode([data[:offset], data[offset:]]) == [SSEMessage("中文😀")]
+        assert decode_sse([data[:offset], data[offset:]]) == [SSEMessage("中文😀")]
 
 
 def test_unterminated_last_line_is_returned_by_flush() -> None:
@@ -294,20 +209,20 @@ def test_unterminated_last_line_is_returned_by_flush() -> None:
 
 
 def test_invalid_utf8_becomes_replacement_characters_not_an_error() -> None:
-    assert decode([b"data: a\xff\xfeb\n"]) == [SSEMessage("a\ufffd\ufffdb")]
+    assert decode_sse([b"data: a\xff\xfeb\n"]) == [SSEMessage("a\ufffd\ufffdb")]
 
 
 def test_leading_byte_order_mark_is_dropped() -> None:
-    assert decode([b"\xef\xbb", b"\xbfdata: x\n"]) == [SSEMessage("x")]
+    assert decode_sse([b"\xef\xbb", b"\xbfdata: x\n"]) == [SSEMessage("x")]
 
 
 def test_unicode_line_separators_inside_data_do_not_split_lines() -> None:
     payload = '{"choices":[{"delta":{"content":"a\u2028b\x85c\x0cd"}}]}'
-    assert decode([f"data: {payload}\n".encode()]) == [SSEMessage(payload)]
+    assert decode_sse([f"data: {payload}\n".encode()]) == [SSEMessage(payload)]
 
 
 def test_data_field_without_colon_is_an_empty_message() -> None:
-    assert decode([b"data\n"]) == [SSEMessage("")]
+    assert decode_sse([b"data\n"]) == [SSEMessage("")]
 
 
 def test_five_megabyte_line_decodes_in_linear_time() -> None:
@@ -316,10 +231,10 @@ def test_five_megabyte_line_decodes_in_linear_time() -> None:
     data = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
     started = time.perf_counter()
     # 1 KiB feeds: a decoder that re-scanned its buffer on each feed would do ~13 GB of work.
-    messages = decode(data[i : i + 1024] for i in range(0, len(data), 1024))
+    messages = decode_sse(data[i : i + 1024] for i in range(0, len(data), 1024))
     elapsed = time.perf_counter() - started
     assert [len(m.data) for m in messages] == [len(data) - len(b"data: \n\ndata: [DONE]\n\n"), 6]
-    assert parse(messages) == [TextDelta(content), StreamEnd("stop")]
+    assert parse_openai(messages) == [TextDelta(content), StreamEnd("stop")]
     assert elapsed < 5.0
 
 

@@ -8,9 +8,8 @@ import pytest
 
 from bot.storage.db import create_engine, migrate
 from bot.storage.store import DuplicateMessage, Store, TurnPlan, TurnStart
-from tests.e2e import free_port
-from tests.test_chat_e2e import answers_once_stored, bot_texts, until
-from tests.test_webhook_e2e import SECRET
+from tests.e2e import answers_once_stored, bot_texts, free_port, until
+from tests.factories import WEBHOOK_SECRET
 
 USER = 42
 
@@ -119,7 +118,7 @@ async def test_a_webhook_delivery_repeated_by_telegram_is_answered_once(
                 "url": f"http://127.0.0.1:{port}/hook",
                 "listen": "127.0.0.1",
                 "port": port,
-                "secret_token": SECRET,
+                "secret_token": WEBHOOK_SECRET,
             },
         },
         streaming={"drafts": False},

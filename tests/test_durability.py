@@ -19,9 +19,9 @@ from bot.logs import setup_logging
 from bot.messages import text as message_text
 from bot.storage.db import create_engine
 from bot.storage.models import Message
+from tests.e2e import USER, answers_once_stored, bot_texts, stored_answers, until
 from tests.factories import API_KEY, MODEL, TOKEN
 from tests.fakes.provider import Chunk, Delay, Done, Finish, Role
-from tests.test_chat_e2e import USER, answers_once_stored, bot_texts, stored_answers, until
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from tests.e2e import answers_once_stored, bot_texts, until
 from tests.fakes.telegram import BOT_USERNAME, FakeTelegram, FloodLimits
-from tests.test_chat_e2e import answers_once_stored, bot_texts, until
 
 GROUP = -1007777
 ALICE, BOB = 7, 8
@@ -201,3 +201,33 @@ async def test_with_the_user_scope_each_member_has_a_conversation_of_their_own(
     assert not any(t.startswith("⏳") for t in bot_texts(telegram, GROUP)), (
         "members do not wait for each other"
     )
+
+
+async def test_members_asking_at_once_stay_within_telegrams_own_group_limit(provider, config_for):
+    # Telegram's limits as the fake enforces them (20 messages a minute in a group, a burst of
+    # 5) against the bot's default pacing: six answers at once need more than one burst.
+    async with FakeTelegram(token=config_for().telegram.token, flood=FloodLimits()) as telegram:
+        config = config_for(
+            telegram={"base_url": telegram.base_url, "base_file_url": telegram.base_file_url},
+            streaming={"drafts": False},
+        )
+        from bot.runner import running
+
+        telegram.make_forum(GROUP)
+        members = (ALICE, BOB, 9, 10, 11, 12)
+        for n in range(len(members)):
+            provider.enqueue_stream([f"answer {n}, ", "the end."])
+        async with running(config):
+            for n, user in enumerate(members):
+                telegram.user_sends(
+                    f"{MENTION} question {n}", chat_id=GROUP, user_id=user, message_thread_id=n + 1
+                )
+            await until(
+                lambda: sum("the end." in t for t in bot_texts(telegram, GROUP)) == len(members),
+                timeout=60,
+            )
+    sent = [c for c in telegram.calls if c.chat_id == GROUP and c.method != "sendChatAction"]
+    assert len(sent) > FloodLimits().group_burst, "more than one burst of the budget was needed"
+    assert [c.summary() for c in telegram.calls if c.error_code == 429] == []
+    topics = {m.text: m.message_thread_id for m in telegram.messages(GROUP) if m.from_bot}
+    assert topics == {f"answer {n}, the end.": n + 1 for n in range(len(members))}

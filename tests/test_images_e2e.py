@@ -6,13 +6,13 @@ import asyncio
 import base64
 
 import pytest
-from sqlalchemy import select
 
-from bot.storage.db import create_engine
-from bot.storage.models import Message
-from tests.e2e import bot_texts, until
+from bot.messages import text
+from bot.vision import MAX_IMAGE_BYTES
+from tests.e2e import bot_texts, stored_messages, until
 from tests.factories import MODEL
 from tests.fakes.provider import FAKE_PNG, ErrorResponse, ImagesAnswer, b64_item
+from tests.fakes.telegram import BOT_USERNAME
 
 USER = 42
 GROUP = -1007777
@@ -34,6 +34,16 @@ def config(config_for):
     return config_for(streaming={"drafts": False}, models={"chat": MODEL, "vision": ["gpt-4o"]})
 
 
+@pytest.fixture
+async def seeing_bot(config_for, start_bot):
+    """The bot with a chat model that can see."""
+    config = config_for(
+        streaming={"drafts": False}, models={"chat": "gpt-4o", "vision": ["gpt-4o"]}
+    )
+    async with start_bot(config) as application:
+        yield application
+
+
 def bot_photos(telegram, chat_id=USER):
     return [m for m in telegram.messages(chat_id, from_bot=True) if m.kind == "photo"]
 
@@ -46,25 +56,11 @@ async def stored(config, timeout=10.0):
     """The stored messages once no answer is streaming: the reply goes out before the store."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        rows = await stored_now(config)
+        rows = await stored_messages(config)
         if all(row[3] != "streaming" for row in rows):
             return rows
         assert asyncio.get_running_loop().time() < deadline, f"answers not stored: {rows}"
         await asyncio.sleep(0.05)
-
-
-async def stored_now(config):
-    engine = create_engine(config.database.url)
-    try:
-        async with engine.connect() as connection:
-            rows = await connection.execute(
-                select(Message.role, Message.kind, Message.content, Message.status).order_by(
-                    Message.id
-                )
-            )
-            return [tuple(row) for row in rows]
-    finally:
-        await engine.dispose()
 
 
 # --- /image -----------------------------------------------------------------------------------
@@ -91,8 +87,8 @@ async def test_image_sends_a_photo_captioned_with_the_prompt_while_showing_uploa
         "user": request.json["user"],
     }
     rows = await stored(config)
-    assert rows[0] == ("user", "image", "a red fox in the snow", "complete")
-    assert rows[1][:2] == ("assistant", "image")
+    assert rows[0] == ("image", "user", "a red fox in the snow", "complete")
+    assert rows[1][:2] == ("image", "assistant")
     assert rows[1][3] == "complete"
 
 
@@ -168,7 +164,7 @@ async def test_a_content_refusal_is_explained_in_the_users_language(
     assert expected in bot_texts(telegram)[0]
     assert bot_photos(telegram) == []
     rows = await stored(config)
-    assert rows[1][1:] == ("image", "", "error")
+    assert rows[1] == ("image", "assistant", "", "error")
 
 
 async def test_a_provider_error_reaches_the_user(telegram, provider, bot) -> None:
@@ -229,7 +225,7 @@ async def test_edit_as_a_reply_to_a_photo_replies_with_the_edited_image(
     assert request.files["image"].filename == "image.jpg"
     assert "upload_photo" in [c.params["action"] for c in telegram.calls_to("sendChatAction")]
     rows = await stored(config)
-    assert rows[0][:3] == ("user", "image_edit", "give the fox a hat")
+    assert rows[0][:3] == ("image_edit", "user", "give the fox a hat")
 
 
 async def test_a_generated_image_can_be_edited_by_replying_to_it(telegram, provider, bot) -> None:
@@ -320,17 +316,110 @@ async def test_without_any_vision_model_the_admin_is_named(
     assert "没有配置支持图片的模型" in bot_texts(telegram)[0]
 
 
-async def test_in_groups_only_photos_captioned_chat_are_answered(
-    telegram, provider, start_bot, config_for
+async def test_in_groups_a_photo_is_answered_in_its_topic_only_when_it_speaks_to_the_bot(
+    telegram, provider, seeing_bot
 ) -> None:
-    config = config_for(
-        streaming={"drafts": False}, models={"chat": "gpt-4o", "vision": ["gpt-4o"]}
+    telegram.make_forum(GROUP)
+    telegram.user_sends_photo(PHOTO, "my cat", chat_id=GROUP, message_thread_id=10)
+    telegram.user_sends_photo(PHOTO, "/chat what breed?", chat_id=GROUP, message_thread_id=10)
+    await until(lambda: "echo: what breed? [1 image(s)]" in bot_texts(telegram, GROUP))
+    telegram.user_sends_photo(
+        PHOTO, f"@{BOT_USERNAME} how old is it?", chat_id=GROUP, message_thread_id=20
     )
-    async with start_bot(config):
-        telegram.user_sends_photo(PHOTO, "my cat", chat_id=GROUP)
-        telegram.user_sends_photo(PHOTO, "/chat what breed?", chat_id=GROUP)
-        await until(lambda: "echo: what breed? [1 image(s)]" in bot_texts(telegram, GROUP))
-    assert len(provider.requests) == 1
+    await until(lambda: "echo: how old is it? [1 image(s)]" in bot_texts(telegram, GROUP))
+    answer = next(m for m in telegram.messages(GROUP) if m.from_bot)
+    telegram.user_sends_photo(
+        PHOTO,
+        "and this one?",
+        chat_id=GROUP,
+        message_thread_id=10,
+        reply_to_message_id=answer.message_id,
+    )
+    await until(lambda: "echo: and this one? [1 image(s)]" in bot_texts(telegram, GROUP))
+    telegram.user_sends_photo(
+        PHOTO,
+        "TestBot which colour?",
+        chat_id=GROUP,
+        message_thread_id=20,
+        extra_entities=[
+            {"type": "text_mention", "offset": 0, "length": 7, "user": telegram.bot_user}
+        ],
+    )
+    await until(lambda: "echo: which colour? [1 image(s)]" in bot_texts(telegram, GROUP))
+    assert len(provider.requests) == 4, "the photo that does not speak to the bot is ignored"
+    questions = [r.json["messages"][-1]["content"][0]["text"] for r in provider.requests]
+    assert questions == ["what breed?", "how old is it?", "and this one?", "which colour?"]
+    topics = {m.text: m.message_thread_id for m in telegram.messages(GROUP) if m.from_bot}
+    assert topics == {
+        "echo: what breed? [1 image(s)]": 10,
+        "echo: how old is it? [1 image(s)]": 20,
+        "echo: and this one? [1 image(s)]": 10,
+        "echo: which colour? [1 image(s)]": 20,
+    }
+
+
+async def test_asking_the_bot_in_reply_to_a_members_photo_shows_the_model_that_photo(
+    telegram, provider, seeing_bot
+) -> None:
+    bobs = telegram.user_sends_photo(
+        PHOTO, "my holiday", chat_id=GROUP, user_id=8, first_name="Bob"
+    )
+    telegram.user_sends(
+        f"@{BOT_USERNAME} what is in this picture?", chat_id=GROUP, reply_to_message_id=bobs
+    )
+    await until(lambda: len(bot_texts(telegram, GROUP)) == 1)
+    telegram.user_sends("/chat and the weather?", chat_id=GROUP)
+    await until(lambda: len(bot_texts(telegram, GROUP)) == 2)
+    first, second = provider.requests
+    question = "[Bob wrote: my holiday]\n\nwhat is in this picture?"
+    assert first.json["messages"][-1]["content"] == [
+        {"type": "text", "text": question},
+        {
+            "type": "image_url",
+            "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(PHOTO).decode()},
+        },
+    ]
+    history = [m["content"] for m in second.json["messages"][1:]]
+    assert history[0] == f"[photo] {question}", "the history keeps a marker, not the image"
+
+
+async def test_a_replied_photo_for_a_model_that_cannot_see_names_the_models_that_can(
+    telegram, provider, bot
+) -> None:
+    bobs = telegram.user_sends_photo(PHOTO, chat_id=GROUP, user_id=8, first_name="Bob")
+    telegram.user_sends(f"@{BOT_USERNAME} what is this?", chat_id=GROUP, reply_to_message_id=bobs)
+    await until(lambda: bool(bot_texts(telegram, GROUP)))
+    assert f"The current model ({MODEL}) cannot see pictures" in bot_texts(telegram, GROUP)[0]
+    assert provider.requests == []
+
+
+async def test_a_replied_image_file_too_large_to_send_on_is_refused_with_the_limit(
+    telegram, provider, seeing_bot
+) -> None:
+    huge = b"\x89PNG\r\n\x1a\n" + bytes(MAX_IMAGE_BYTES)
+    bobs = telegram.user_sends_photo(
+        huge, as_document="image/png", chat_id=GROUP, user_id=8, first_name="Bob"
+    )
+    telegram.user_sends(f"@{BOT_USERNAME} what is this?", chat_id=GROUP, reply_to_message_id=bobs)
+    await until(lambda: bool(bot_texts(telegram, GROUP)))
+    assert bot_texts(telegram, GROUP) == [text("photo.too_large", "en", limit=10)]
+    assert provider.requests == []
+
+
+async def test_a_reply_to_the_bots_own_picture_is_answered_without_it(
+    telegram, provider, seeing_bot
+) -> None:
+    telegram.user_sends("/image a red fox", chat_id=GROUP)
+    await until(lambda: bool(bot_photos(telegram, GROUP)))
+    (picture,) = bot_photos(telegram, GROUP)
+    telegram.user_sends(
+        "now a story about it", chat_id=GROUP, reply_to_message_id=picture.message_id
+    )
+    await until(lambda: "echo: now a story about it" in bot_texts(telegram, GROUP))
+    chat = [r for r in provider.requests if r.path == "/v1/chat/completions"]
+    assert chat[-1].json["messages"][-1]["content"] == "now a story about it", (
+        "the bot's picture is already in the conversation as its record"
+    )
 
 
 async def test_an_album_is_answered_once_with_all_its_photos(

@@ -21,16 +21,12 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp import web
-from sqlalchemy import select
 
-from bot.storage.db import create_engine
-from bot.storage.models import Message
-from tests.e2e import bot_texts, free_port, until
+from tests.e2e import bot_texts, free_port, stop_data, stored_answers, until
 from tests.factories import API_KEY, MODEL, TOKEN
 from tests.fakes.provider import Chunk, Delay, FakeProvider, Role, paced_stream
 from tests.fakes.redis_server import RedisSpace
 from tests.fakes.telegram import FakeTelegram, FloodLimits
-from tests.test_streaming_e2e import stop_data
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "several-instances_1"
@@ -234,20 +230,6 @@ async def wait_ready(cluster: Cluster, timeout: float = 60.0) -> None:
             if instance.process.returncode is not None or loop.time() > deadline:
                 pytest.fail(f"an instance did not become ready\n{cluster.logs()}")
             await asyncio.sleep(0.1)
-
-
-async def stored_answers(database_url: str) -> list[tuple[str, str]]:
-    engine = create_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-            rows = await connection.execute(
-                select(Message.content, Message.status)
-                .where(Message.role == "assistant")
-                .order_by(Message.id)
-            )
-            return [(row.content, row.status) for row in rows]
-    finally:
-        await engine.dispose()
 
 
 async def answers_stored(database_url: str, count: int, timeout: float = 20.0) -> list[Any]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.e2e import bot_texts, until
 from tests.factories import MODEL
 from tests.fakes.provider import ErrorResponse, FakeProvider
 from tests.fakes.wrapper import FakeWrapper
-from tests.test_chat_e2e import bot_texts, until
 
 USER = 42
 GROUP = -1007777

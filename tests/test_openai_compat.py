@@ -47,8 +47,8 @@ from tests.fakes.provider import (
     Role,
     UsageChunk,
 )
-from tests.test_classify import SEED_BODIES
-from tests.test_decoders import SEED_004_TOOL_STREAM, decode, parse
+from tests.seeds import SEED_004_TOOL_STREAM, SEED_BODIES
+from tests.streams import decode_sse, parse_openai
 
 API_KEY = "sk-test-0123456789abcdef"
 
@@ -167,7 +167,7 @@ async def test_unscripted_request_gets_the_echo_default(fake, session) -> None:
 async def test_recorded_seed_stream_over_http_gives_the_decoded_events(fake, session) -> None:
     fake.enqueue(Raw(SEED_004_TOOL_STREAM[:1000]), Delay(0.01), Raw(SEED_004_TOOL_STREAM[1000:]))
     events = await collect(provider_for(session, fake.base_url))
-    assert events == parse(decode([SEED_004_TOOL_STREAM]))
+    assert events == parse_openai(decode_sse([SEED_004_TOOL_STREAM]))
     assert events[-1] == StreamEnd("tool_calls")
 
 

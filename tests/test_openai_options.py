@@ -26,7 +26,7 @@ from tests.fakes.provider import (
     UsageChunk,
     echo_script,
 )
-from tests.test_decoders import SEED_002_REDUCE_CHAT
+from tests.seeds import SEED_002_REDUCE_CHAT
 
 REQUEST = ChatRequest(model="gpt-test", messages=(ChatMessage("user", "讲个故事"),), user="u-1")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.access import AdminCache
-from tests.test_chat_e2e import bot_texts, until
+from tests.e2e import bot_texts, until
 
 USER = 42
 GROUP = -1005555

@@ -10,16 +10,7 @@ import yaml
 
 from bot.config import ProviderConfig, load_config, parse_config
 from bot.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {"TELEGRAM_BOT_TOKEN": "123:secret-token", "OPENAI_API_KEY": "sk-secret-key"}
-
-
-def with_provider(**provider: object) -> dict[str, object]:
-    return {
-        "telegram": {"token": "t"},
-        "providers": [{"name": "p", "base_url": "http://127.0.0.1:1/v1", **provider}],
-    }
+from tests.factories import ENV, ROOT, with_provider
 
 
 def test_defaults_leave_every_option_off() -> None:

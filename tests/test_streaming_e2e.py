@@ -6,29 +6,19 @@ from itertools import pairwise
 
 from telegram import Bot
 
-from tests.e2e import bot_texts, until
+from tests.e2e import answers_once_stored, bot_texts, stop_data, until
 from tests.factories import TOKEN
 from tests.fakes.provider import Chunk, Delay, Done, Finish, Role
-from tests.test_chat_e2e import answers_once_stored, streamed
 
 USER = 42
 GROUP = -1001234
-
-
-def stop_data(telegram, chat_id):
-    """The callback data of the Stop button under the bot's newest message, if any."""
-    for message in reversed(telegram.messages(chat_id)):
-        markup = message.reply_markup
-        if message.from_bot and markup:
-            return markup["inline_keyboard"][0][0]["callback_data"], message.message_id
-    return None
 
 
 async def test_private_chat_streams_as_a_draft_then_sends_the_final_message(
     telegram, provider, bot, config
 ):
     pieces = [f"w{i} " for i in range(16)]
-    provider.enqueue(*streamed(pieces, delay=0.15))
+    provider.enqueue_stream(pieces, delay=0.15)
     telegram.user_sends("draft it")
     answer = "".join(pieces).strip()
     await until(lambda: answer in bot_texts(telegram))
@@ -49,7 +39,7 @@ async def test_private_chat_streams_as_a_draft_then_sends_the_final_message(
 
 async def test_a_chat_that_refuses_drafts_falls_back_to_edits_for_good(telegram, provider, bot):
     telegram.inject_error("sendMessageDraft", 400, "Bad Request: drafts are unavailable")
-    provider.enqueue(*streamed([f"a{i} " for i in range(8)], delay=0.3))
+    provider.enqueue_stream([f"a{i} " for i in range(8)], delay=0.3)
     telegram.user_sends("first")
     await until(lambda: "a7" in "".join(bot_texts(telegram)))
     assert telegram.calls_to("editMessageText"), "the answer should continue with edits"
@@ -111,7 +101,7 @@ async def test_stopping_a_draft_stops_the_answer(telegram, provider, bot, config
 
 
 async def test_a_message_sent_while_answering_is_queued_and_answered_after(telegram, provider, bot):
-    provider.enqueue(*streamed(["First ", "answer."], delay=0.8))
+    provider.enqueue_stream(["First ", "answer."], delay=0.8)
     provider.enqueue_stream(["Second answer."])
     telegram.user_sends("one")
     await until(lambda: bool(provider.requests))
@@ -126,7 +116,7 @@ async def test_a_message_sent_while_answering_is_queued_and_answered_after(teleg
 
 
 async def test_a_deleted_answer_message_continues_in_a_new_one(telegram, provider, bot):
-    provider.enqueue(*streamed([f"piece{i} " for i in range(10)], delay=0.4))
+    provider.enqueue_stream([f"piece{i} " for i in range(10)], delay=0.4)
     telegram.user_sends("/chat go on", chat_id=GROUP)
     await until(lambda: bool(telegram.messages(GROUP, from_bot=True)))
     first = telegram.messages(GROUP, from_bot=True)[0]

@@ -54,8 +54,8 @@ from tests.fakes.wrapper import (
     Piece,
 )
 from tests.fakes.wrapper import EditResult as WrapperEdit
+from tests.seeds import SEED_BODIES
 from tests.streams import text_of
-from tests.test_classify import SEED_BODIES
 
 API_KEY = "sk-test-0123456789abcdef"
 FAST = TimeoutConfig(connect=2.0, first_chunk=0.5, idle=0.3, total=5.0)

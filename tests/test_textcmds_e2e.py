@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from sqlalchemy import select
 
 from bot.handlers.edit import REWRITE_PROMPT
-from bot.storage.db import create_engine
-from bot.storage.models import Message
+from tests.e2e import bot_texts, stored_once_finished, until
 from tests.factories import MODEL
 from tests.fakes.provider import Chunk, Delay, Done, EditAnswer, ErrorResponse, Finish, Role
-from tests.test_chat_e2e import bot_texts, streamed, until
 
 USER = 42
 OTHER = 43
@@ -26,33 +21,6 @@ BAD_KEY = {"error": {"message": "Incorrect API key", "code": "invalid_api_key"}}
 def config(config_for):
     """Send-then-edit streaming, as in groups; drafts have their own tests."""
     return config_for(streaming={"drafts": False})
-
-
-async def stored(config):
-    """Every stored message as (kind, role, content, status), in order."""
-    engine = create_engine(config.database.url)
-    try:
-        async with engine.connect() as connection:
-            rows = await connection.execute(
-                select(Message.kind, Message.role, Message.content, Message.status).order_by(
-                    Message.id
-                )
-            )
-            return [tuple(row) for row in rows]
-    finally:
-        await engine.dispose()
-
-
-async def stored_once_finished(config, answers, timeout=10.0):
-    """The stored messages once ``answers`` answers are no longer streaming."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        rows = await stored(config)
-        done = [r for r in rows if r[1] == "assistant" and r[3] != "streaming"]
-        if len(done) >= answers:
-            return rows
-        assert asyncio.get_running_loop().time() < deadline, f"answers not stored: {rows}"
-        await asyncio.sleep(0.05)
 
 
 def completion_steps(pieces, delay=0.0):
@@ -138,7 +106,7 @@ async def test_edit_as_a_reply_rewrites_the_text_with_the_chat_model(
     original = telegram.user_sends(
         "What day of the wek is it?", user_id=USER, chat_id=GROUP, chat_type="supergroup"
     )
-    provider.enqueue(*streamed(["What day ", "of the week ", "is it?"], delay=0.5))
+    provider.enqueue_stream(["What day ", "of the week ", "is it?"], delay=0.5)
     telegram.user_sends("/edit fix the spelling", chat_id=GROUP, reply_to_message_id=original)
     await until(lambda: "What day of the week is it?" in bot_texts(telegram, GROUP))
 
@@ -252,7 +220,7 @@ async def test_retry_regenerates_the_last_answer_in_its_own_message(
     question = telegram.user_sends("Tell me a joke")
     await stored_once_finished(config, 1)
     answer = bot_message(telegram, "A first joke.")
-    provider.enqueue(*streamed(["A better ", "second ", "joke."], delay=0.8))
+    provider.enqueue_stream(["A better ", "second ", "joke."], delay=0.8)
     telegram.user_sends("/retry")
     await until(lambda: telegram.text_of(USER, answer.message_id) == "A better second joke.")
 

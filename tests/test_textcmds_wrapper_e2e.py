@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e import bot_texts, until
+from tests.e2e import USER, bot_texts, stored_once_finished, until
 from tests.fakes.wrapper import FakeWrapper
-from tests.test_textcmds_e2e import USER, stored_once_finished
 
 
 @pytest.fixture

@@ -31,16 +31,16 @@ def test_no_size_is_picked_when_every_one_is_too_large() -> None:
     assert pick_photo_size([Size(90, 90, 50)], limit=10) is None
 
 
-def test_every_photo_in_a_private_chat_is_a_question_even_without_caption() -> None:
-    assert photo_question("what is this?", private=True) == "what is this?"
-    assert photo_question(None, private=True) == ""
+def test_every_addressed_photo_is_a_question_even_without_caption() -> None:
+    assert photo_question("what is this?", addressed=True) == "what is this?"
+    assert photo_question(None, addressed=True) == ""
 
 
-def test_in_groups_only_a_chat_caption_is_addressed_to_the_bot() -> None:
-    assert photo_question("look at my cat", private=False) is None
-    assert photo_question("/chat what breed?", private=False) == "what breed?"
-    assert photo_question("/chat@test_llm_bot what breed?", private=False) == "what breed?"
-    assert photo_question("/chatter", private=False) is None
+def test_otherwise_only_a_chat_caption_is_addressed_to_the_bot() -> None:
+    assert photo_question("look at my cat", addressed=False) is None
+    assert photo_question("/chat what breed?", addressed=False) == "what breed?"
+    assert photo_question("/chat@test_llm_bot what breed?", addressed=False) == "what breed?"
+    assert photo_question("/chatter", addressed=False) is None
 
 
 def test_the_stored_turn_is_text_with_a_photo_marker() -> None:

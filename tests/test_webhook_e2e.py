@@ -11,9 +11,8 @@ from bot.handlers.context import SERVICES_KEY
 from bot.metrics import Metrics
 from bot.ops import OpsServer, Readiness
 from tests.e2e import bot_texts, free_port, metric_samples, until
+from tests.factories import WEBHOOK_SECRET
 from tests.fakes.telegram_webhook import SECRET_HEADER
-
-SECRET = "webhook-secret_42"
 
 
 @pytest.fixture
@@ -30,7 +29,7 @@ def config(config_for, webhook_port):
                 "url": f"http://127.0.0.1:{webhook_port}/hook/telegram",
                 "listen": "127.0.0.1",
                 "port": webhook_port,
-                "secret_token": SECRET,
+                "secret_token": WEBHOOK_SECRET,
                 "max_connections": 10,
             },
         },
@@ -45,7 +44,7 @@ async def test_webhook_mode_sets_the_webhook_and_answers_what_telegram_posts(
     set_calls = telegram.calls_to("setWebhook")
     assert len(set_calls) == 1
     assert set_calls[0].params["url"] == f"http://127.0.0.1:{webhook_port}/hook/telegram"
-    assert set_calls[0].params["secret_token"] == SECRET
+    assert set_calls[0].params["secret_token"] == WEBHOOK_SECRET
     assert not telegram.calls_to("getUpdates"), "a webhook bot must not poll"
 
     provider.enqueue_stream(["Hello ", "from the webhook."])
@@ -132,7 +131,7 @@ async def test_polling_after_webhook_mode_deletes_the_webhook_first(
                 "url": f"http://127.0.0.1:{webhook_port}/hook",
                 "listen": "127.0.0.1",
                 "port": webhook_port,
-                "secret_token": SECRET,
+                "secret_token": WEBHOOK_SECRET,
             },
         },
         streaming={"drafts": False},

@@ -43,6 +43,7 @@ from bot.providers.wrapper import (
     split_prompt,
 )
 from tests import streams
+from tests.factories import ENV, ROOT, with_provider
 from tests.fakes.provider import Cut, Delay, ErrorResponse, Raw
 from tests.fakes.wrapper import (
     SEED_000_CHAT_STREAM,
@@ -58,7 +59,6 @@ from tests.fakes.wrapper import (
     SendAnswer,
 )
 from tests.streams import text_of
-from tests.test_provider_config import ENV, ROOT, with_provider
 
 PERSONA = "你是一只会说话的猫，每一句话的结尾都要加上“喵~”"
 FIRST = ChatRequest(

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ChatType, MessageEntityType
 
-from bot.addressing import quoted_context
+from bot.addressing import quoted_context, quoted_image
 from bot.config import ConversationScope
 from bot.context import build_messages, estimate_tokens, message_tokens
 from bot.errors import ContextTooLong, InputError, ProviderError
 from bot.handlers.context import BotContext
 from bot.handlers.limits import too_fast
+from bot.handlers.photos import seen_images
 from bot.inflight import ConversationKey as LockKey
 from bot.messages import Lang, cut_note, language_of, text, user_message
 from bot.model_choice import resolve_model
@@ -149,15 +150,19 @@ async def answer(
 ) -> None:
     """Store the user's turn, stream the model's answer into the chat, store the answer.
 
-    ``images`` (data: or https: URLs) go to the model with this turn only.
+    ``images`` (data: or https: URLs) go to the model with this turn only; without them, a
+    photo the message replies to goes instead.
     """
     message = update.effective_message
     assert message is not None
     lang = lang_of(update)
-    limit = context.services.config.context.max_prompt_chars
-    if len(prompt) > limit:
-        await context.reply(message, text("input.too_long", lang, length=len(prompt), limit=limit))
+    if await too_long(context, message, prompt, lang):
         return
+    if not images and (photo := quoted_image(message, context.bot.id)) is not None:
+        seen = await seen_images(context, message, [photo], lang)
+        if seen is None:
+            return
+        images = seen
     # A message of someone else the user replies to is part of what they ask about.
     if (quote := quoted_context(message, context.bot.id)) is not None:
         prompt = f"{quote}\n\n{prompt}"
@@ -172,6 +177,15 @@ async def answer(
     except DuplicateMessage:
         # Delivered again (a restart before Telegram heard it was handled): answered already.
         logger.info("message %s in chat %s arrived again", message.message_id, message.chat_id)
+
+
+async def too_long(context: BotContext, message: Message, prompt: str, lang: Lang) -> bool:
+    """Whether ``prompt`` is over ``context.max_prompt_chars``; if so, the user is told."""
+    limit = context.services.config.context.max_prompt_chars
+    if len(prompt) <= limit:
+        return False
+    await context.reply(message, text("input.too_long", lang, length=len(prompt), limit=limit))
+    return True
 
 
 async def take_turn(

@@ -8,7 +8,7 @@ from telegram import Update
 
 from bot.context import estimate_tokens
 from bot.errors import InputError
-from bot.handlers.chat import command_argument, lang_of, stream_reply, take_turn
+from bot.handlers.chat import command_argument, lang_of, stream_reply, take_turn, too_long
 from bot.handlers.context import BotContext
 from bot.handlers.turns import begin_turn
 from bot.messages import Lang, user_message
@@ -27,6 +27,8 @@ async def complete_command(update: Update, context: BotContext) -> None:
     prompt = command_argument(message)
     if not prompt:
         await context.reply(message, user_message(InputError("input.empty_complete"), lang))
+        return
+    if await too_long(context, message, prompt, lang):
         return
     await take_turn(
         context, message, lang, lambda: _complete_in_turn(update, context, prompt, lang)

@@ -16,7 +16,7 @@ from telegram import Update
 
 from bot.context import estimate_tokens
 from bot.errors import InputError, ModelNotFound, Unsupported
-from bot.handlers.chat import command_argument, lang_of, stream_reply, take_turn
+from bot.handlers.chat import command_argument, lang_of, stream_reply, take_turn, too_long
 from bot.handlers.context import BotContext
 from bot.handlers.turns import begin_turn
 from bot.messages import Lang, user_message
@@ -48,6 +48,11 @@ class EditTask:
 
     instruction: str
     text: str
+
+    @property
+    def prompt(self) -> str:
+        """The instruction and the text as one, as the user's turn keeps them."""
+        return f"{self.instruction}\n\n{self.text}"
 
 
 def edit_task(argument: str, replied_text: str | None) -> EditTask:
@@ -87,6 +92,8 @@ async def edit_command(update: Update, context: BotContext) -> None:
     except InputError as exc:
         await context.reply(message, user_message(exc, lang))
         return
+    if await too_long(context, message, task.prompt, lang):
+        return
     await take_turn(context, message, lang, lambda: _edit_in_turn(update, context, task, lang))
 
 
@@ -102,7 +109,7 @@ async def _edit_in_turn(update: Update, context: BotContext, task: EditTask, lan
         context,
         message,
         lang,
-        prompt=f"{task.instruction}\n\n{task.text}",
+        prompt=task.prompt,
         kind=MessageKind.EDIT,
         model=edits_model or rewrite.model,
         user_id=user_id,

@@ -1,6 +1,6 @@
 """Group messages that speak to the bot: a mention of it, or a reply to one of its messages.
 
-Everything else in a group is left alone; /chat has its own handler.
+Everything else in a group is left alone; /chat and photos have their own handlers.
 """
 
 from __future__ import annotations
@@ -31,7 +31,12 @@ async def group_message(update: Update, context: BotContext) -> None:
 
 
 async def unsupported_message(update: Update, context: BotContext) -> None:
-    """Say what the bot understands when sent something it cannot read."""
+    """Say what the bot understands when sent something it cannot read: anything in a
+    private chat, in groups only when it mentions the bot or replies to it."""
     message = update.effective_message
-    if message is not None:
-        await context.reply(message, text("input.unsupported", lang_of(update)))
+    if message is None:
+        return
+    bot = context.bot
+    if message.chat.type != ChatType.PRIVATE and not is_addressed(message, bot.id, bot.username):
+        return
+    await context.reply(message, text("input.unsupported", lang_of(update)))

@@ -9,31 +9,34 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from telegram import Document, InputMediaPhoto, Message, PhotoSize, Update
+from telegram import InputMediaPhoto, Message, Update
 from telegram.constants import ChatAction, ChatType
 from telegram.error import RetryAfter, TelegramError
 from telegram.ext import filters
 
+from bot.addressing import carries_image, is_addressed, without_mention
 from bot.errors import BadRequest, ContentRejected, InputError, ProviderError
 from bot.handlers.chat import (
     active_conversation_of,
     answer,
     command_argument,
     lang_of,
+    too_long,
     topic_of,
 )
 from bot.handlers.context import BotContext
 from bot.handlers.limits import too_fast
+from bot.handlers.photos import download_image, seen_images
 from bot.image_options import image_caption, parse_image_command, truncate_utf16
 from bot.messages import Lang, text, user_message
 from bot.model_choice import effective_model
 from bot.providers.base import GeneratedImage, ImageEditRequest, ImageRequest
-from bot.providers.images import data_url, sniff_image
+from bot.providers.images import sniff_image
 from bot.providers.service import user_tag
 from bot.services import Services
 from bot.storage.store import MessageKind, MessageStatus
 from bot.streaming.typing import TypingIndicator
-from bot.vision import MAX_IMAGE_BYTES, photo_question, pick_photo_size
+from bot.vision import photo_question
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ async def image_command(update: Update, context: BotContext) -> None:
         options = parse_image_command(command_argument(message), services.config.images)
     except InputError as exc:
         await context.reply(message, user_message(exc, lang))
+        return
+    if await too_long(context, message, options.prompt, lang):
         return
     model = await effective_model(services, message.chat_id, "images")
     request = ImageRequest(
@@ -95,7 +100,7 @@ async def _generate(services: Services, request: ImageRequest) -> list[Generated
 def replies_to_photo(message: Message) -> bool:
     """Whether ``message`` replies to a photo (or an image sent as a file)."""
     target = message.reply_to_message
-    return target is not None and _has_image(target)
+    return target is not None and carries_image(target)
 
 
 class _RepliesToPhoto(filters.MessageFilter):
@@ -124,11 +129,13 @@ async def edit_photo(update: Update, context: BotContext, instruction: str) -> N
     if message is None:
         return
     # A photo captioned /edit, or a reply to a photo.
-    target = message if _has_image(message) else message.reply_to_message or message
+    target = message if carries_image(message) else message.reply_to_message or message
     services = context.services
     lang = lang_of(update)
     if not instruction:
         await context.reply(message, text("edit.photo_usage", lang))
+        return
+    if await too_long(context, message, instruction, lang):
         return
     try:
         image = await download_image(context, target)
@@ -156,10 +163,8 @@ async def edit_photo(update: Update, context: BotContext, instruction: str) -> N
 
 # --- photos sent to the bot ------------------------------------------------------------------
 
-PHOTO_FILTER = (filters.PHOTO | filters.Document.IMAGE) & (
-    filters.ChatType.PRIVATE | filters.CaptionRegex(r"(?i)^/(chat|edit)(@\w+)?(\s|$)")
-)
-"""Photos the bot looks at: any in a private chat, in groups those captioned /chat or /edit."""
+PHOTO_FILTER = filters.PHOTO | filters.Document.IMAGE
+"""Photos and image files; ``photo_message`` decides which of them speak to the bot."""
 
 _EDIT_CAPTION = re.compile(r"(?i)^/edit(?:@(\w+))?(?:\s+|$)")
 _ADDRESSEE = re.compile(r"^/\w+@(\w+)")
@@ -173,8 +178,9 @@ _ALBUMS_KEY = "photo_albums"
 
 
 async def photo_message(update: Update, context: BotContext) -> None:
-    """A photo captioned /edit is edited; otherwise its caption is a question for the chat
-    model, if that model can see. An album is answered once, with all its photos."""
+    """A photo captioned /edit is edited; otherwise, if it speaks to the bot, its caption is a
+    question for the chat model, if that model can see. An album is answered once, with all
+    its photos."""
     first = update.effective_message
     if first is None:
         return
@@ -190,7 +196,12 @@ async def photo_message(update: Update, context: BotContext) -> None:
     if edit is not None:
         await edit_photo(update, context, caption[edit.end() :].strip())
         return
-    question = photo_question(caption, private=message.chat.type == ChatType.PRIVATE)
+    bot = context.bot
+    # Any photo in a private chat; in groups one that mentions the bot or replies to it.
+    addressed = message.chat.type == ChatType.PRIVATE or any(
+        is_addressed(m, bot.id, bot.username) for m in album
+    )
+    question = photo_question(without_mention(message, bot.id, bot.username), addressed=addressed)
     if question is not None:
         await _ask_about(update, context, message, album, question)
 
@@ -198,25 +209,11 @@ async def photo_message(update: Update, context: BotContext) -> None:
 async def _ask_about(
     update: Update, context: BotContext, message: Message, album: list[Message], question: str
 ) -> None:
-    """Answer ``question`` about the photos of ``album`` like a chat message, or say which
-    models could."""
-    services = context.services
-    lang = lang_of(update)
-    model = await effective_model(services, message.chat_id, "chat")
-    vision = services.config.models.vision
-    if model not in vision:
-        if vision:
-            refusal = text("vision.not_capable", lang, model=model, models=", ".join(vision))
-        else:
-            refusal = text("vision.none", lang, model=model)
-        await context.reply(message, refusal)
-        return
-    try:
-        images = tuple([data_url(await download_image(context, m)) for m in album])
-    except InputError as exc:
-        await context.reply(message, user_message(exc, lang))
-        return
-    await answer(update, context, question, images=images)
+    """Answer ``question`` about the photos of ``album`` like a chat message, or say why the
+    model cannot look at them."""
+    images = await seen_images(context, message, album, lang_of(update))
+    if images is not None:
+        await answer(update, context, question, images=images)
 
 
 async def _album(context: BotContext, message: Message) -> list[Message] | None:
@@ -236,34 +233,6 @@ async def _album(context: BotContext, message: Message) -> list[Message] | None:
 
 
 # --- shared -------------------------------------------------------------------------------
-
-
-async def download_image(context: BotContext, message: Message) -> bytes:
-    """The bytes of the photo (its largest size within the limit) or image file of
-    ``message``; ``InputError`` when it is too large or Telegram will not hand it out."""
-    limit_mb = MAX_IMAGE_BYTES // (1024 * 1024)
-    source: PhotoSize | Document | None
-    if message.photo:
-        source = pick_photo_size(message.photo)
-    elif _is_image_document(message.document):
-        source = message.document
-        if source is not None and (source.file_size or 0) > MAX_IMAGE_BYTES:
-            source = None
-    else:
-        raise InputError("photo.download_failed")
-    if source is None:
-        raise InputError("photo.too_large", limit=limit_mb)
-    try:
-        file = await context.bot.get_file(source.file_id)
-        data = bytes(await file.download_as_bytearray())
-    except TelegramError as exc:
-        logger.warning("could not download file %s: %s", source.file_id, exc)
-        raise InputError("photo.download_failed") from exc
-    if not data:
-        raise InputError("photo.download_failed")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise InputError("photo.too_large", limit=limit_mb)
-    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,14 +375,6 @@ def _record(images: Sequence[GeneratedImage]) -> str:
     lines = [f"[{len(images)} image{'s' if len(images) != 1 else ''}]"]
     lines += [truncate_utf16(i.revised_prompt, 1000) for i in images if i.revised_prompt]
     return "\n".join(lines)
-
-
-def _has_image(message: Message) -> bool:
-    return bool(message.photo) or _is_image_document(message.document)
-
-
-def _is_image_document(document: Document | None) -> bool:
-    return document is not None and (document.mime_type or "").startswith("image/")
 
 
 def _user(update: Update) -> str | None:

@@ -725,19 +725,12 @@ class FakeTelegram:
         self._remember_user(user_id, first_name, username, language_code)
         if reply_to_message_id is not None:
             self.message(chat_id, reply_to_message_id)  # a clear error if it does not exist
-        entities: list[Entity] = []
-        if command := _LEADING_COMMAND.match(text):
-            entities.append({"type": "bot_command", "offset": 0, "length": utf16_len(command[0])})
-        for mention in _MENTION.finditer(text):
-            offset = utf16_len(text[: mention.start()])
-            entities.append({"type": "mention", "offset": offset, "length": len(mention[0])})
-        entities.extend(dict(entity) for entity in extra_entities)
         message = self._store_message(
             chat_id,
             from_user_id=user_id,
             kind="text",
             text=text,
-            entities=entities,
+            entities=_entities_of(text, extra_entities),
             reply_markup=None,
             message_thread_id=message_thread_id,
             reply_to_message_id=reply_to_message_id,
@@ -758,18 +751,19 @@ class FakeTelegram:
         language_code: str | None = "en",
         first_name: str = "Alice",
         reply_to_message_id: int | None = None,
+        message_thread_id: int | None = None,
         media_group_id: str | None = None,
+        extra_entities: Sequence[Entity] = (),
     ) -> int:
         """A user sends a photo (two sizes: ``thumbnail`` and ``data``; part of an album
-        with ``media_group_id``), or with ``as_document`` (a MIME type) an image file;
-        returns its message_id."""
+        with ``media_group_id``), or with ``as_document`` (a MIME type) a file; returns its
+        message_id. The caption's entities are made as for ``user_sends``."""
         chat_id = user_id if chat_id is None else chat_id
         if chat_type is not None:
             self._chat_types[chat_id] = chat_type
         self._remember_user(user_id, first_name, None, language_code)
-        entities: list[Entity] = []
-        if caption and (command := _LEADING_COMMAND.match(caption)):
-            entities.append({"type": "bot_command", "offset": 0, "length": utf16_len(command[0])})
+        if reply_to_message_id is not None:
+            self.message(chat_id, reply_to_message_id)  # a clear error if it does not exist
         message_id = self._next_message_id.get(chat_id, 1)
         photo: PhotoInfo | None = None
         document: JSONDict | None = None
@@ -797,9 +791,9 @@ class FakeTelegram:
             from_user_id=user_id,
             kind="photo" if document is None else "document",
             text=caption or "",
-            entities=entities,
+            entities=_entities_of(caption or "", extra_entities),
             reply_markup=None,
-            message_thread_id=None,
+            message_thread_id=message_thread_id,
             reply_to_message_id=reply_to_message_id,
             photo=photo,
         )
@@ -815,10 +809,14 @@ class FakeTelegram:
         chat_id: int | None = None,
         language_code: str | None = "en",
         first_name: str = "Alice",
+        reply_to_message_id: int | None = None,
+        message_thread_id: int | None = None,
     ) -> int:
         """A user sends a message of another kind: ``fields`` such as ``{"sticker": {...}}``."""
         chat_id = user_id if chat_id is None else chat_id
         self._remember_user(user_id, first_name, None, language_code)
+        if reply_to_message_id is not None:
+            self.message(chat_id, reply_to_message_id)  # a clear error if it does not exist
         message = self._store_message(
             chat_id,
             from_user_id=user_id,
@@ -826,8 +824,8 @@ class FakeTelegram:
             text="",
             entities=[],
             reply_markup=None,
-            message_thread_id=None,
-            reply_to_message_id=None,
+            message_thread_id=message_thread_id,
+            reply_to_message_id=reply_to_message_id,
         )
         message.other = dict(fields)
         self.push_update({"message": self._message_json(message)})
@@ -1422,6 +1420,18 @@ class FakeTelegram:
 
 
 # ------------------------------------------------------------------ module helpers
+
+
+def _entities_of(text: str, extra: Sequence[Entity]) -> list[Entity]:
+    """A leading command and the @mentions as Telegram marks them, then ``extra``."""
+    entities: list[Entity] = []
+    if command := _LEADING_COMMAND.match(text):
+        entities.append({"type": "bot_command", "offset": 0, "length": utf16_len(command[0])})
+    for mention in _MENTION.finditer(text):
+        offset = utf16_len(text[: mention.start()])
+        entities.append({"type": "mention", "offset": offset, "length": len(mention[0])})
+    entities.extend(dict(entity) for entity in extra)
+    return entities
 
 
 def _matches(call: Call, method: str, chat_id: int | None, ok: bool | None) -> bool:
