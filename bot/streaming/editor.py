@@ -93,6 +93,7 @@ class StreamEditor:
         self._pieces: list[str] = []
         self._version = 0
         self._joined = ("", 0)
+        self._has_text = False
         self._note: str | None = None
         self._final = False
         # Messages already in the chat (from before a restart) are reused, their text unknown.
@@ -130,9 +131,15 @@ class StreamEditor:
             self._joined = (text, self._version)
         return text
 
+    @property
+    def has_text(self) -> bool:
+        """Whether the answer has any text yet; cheap, unlike ``text``, which joins it."""
+        return self._has_text
+
     def append(self, piece: str) -> None:
         """Add a piece of the answer; it goes out at the chat's next slot."""
         self._pieces.append(piece)
+        self._has_text = self._has_text or bool(piece)
         self._version += 1
         if self._dead:
             return
@@ -146,6 +153,7 @@ class StreamEditor:
         if text is not None:
             self._pieces[:] = [text]
             self._version += 1
+            self._has_text = bool(text)
         self._note = note
         self._final = True
         for attempt in range(FINAL_ATTEMPTS):
