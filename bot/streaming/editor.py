@@ -104,6 +104,8 @@ class StreamEditor:
         self._more = False
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # The background update being sent now; stopping lets it land rather than cut it.
+        self._in_flight: asyncio.Future[bool | None] | None = None
         self._dead = False
 
     @property
@@ -168,12 +170,21 @@ class StreamEditor:
         return self.message_ids
 
     async def aclose(self) -> None:
-        """Stop the background updates without delivering anything more."""
+        """Stop the background updates without delivering anything more.
+
+        An update already on its way to Telegram is waited for: cut off, its message could
+        exist without the editor knowing, and the answer would then show twice.
+        """
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._in_flight is not None:
+            # Its failure is the next delivery's business, as in the background loop.
+            with contextlib.suppress(Exception):
+                await self._in_flight
+            self._in_flight = None
 
     def _drafting(self) -> bool:
         return not self._final and self._drafts is not None and self._drafts.allowed(self._chat_id)
@@ -194,7 +205,7 @@ class StreamEditor:
             interval = self._drafts.interval if self._drafts and self._drafting() else None
             try:
                 sent = await self._outbox.call(
-                    self._chat_id, self._sync_next_part, must_deliver=False, interval=interval
+                    self._chat_id, self._sync_in_background, must_deliver=False, interval=interval
                 )
             except NetworkError as exc:
                 # A failed intermediate update is superseded by the next one.
@@ -207,6 +218,11 @@ class StreamEditor:
                     await self._on_progress(self.text, self.message_ids)
                 except Exception:  # a missed checkpoint must not cost the answer itself
                     logger.exception("checkpoint of chat %s failed", self._chat_id)
+
+    async def _sync_in_background(self) -> bool | None:
+        """``_sync_next_part`` for the background loop: cancelling the loop leaves it running."""
+        self._in_flight = asyncio.ensure_future(self._sync_next_part())
+        return await asyncio.shield(self._in_flight)
 
     async def _drop_surplus(self) -> None:
         """Delete adopted messages beyond the final text's parts (it came out shorter)."""
