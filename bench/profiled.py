@@ -4,6 +4,7 @@
 
 SIGUSR1 starts profiling the main thread (the event loop), SIGUSR2 stops it and writes
 ``OUT.prof``; so a profile covers the measured window only, not start-up or shutdown.
+Times are the thread's CPU time, so other processes' load does not show up in them.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import cProfile
 import runpy
 import signal
 import sys
+import time
 from types import FrameType
 
 
 def main() -> None:
     """Install the switches, then run the bot as ``python -m bot`` would."""
     out, *args = sys.argv[1:]
-    profile = cProfile.Profile()
+    profile = cProfile.Profile(time.thread_time)
 
     def start(_signum: int, _frame: FrameType | None) -> None:
         profile.enable()
