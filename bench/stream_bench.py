@@ -208,14 +208,16 @@ def open_log(path: Path) -> IO[bytes]:
 async def start_bot(
     config: Path, log_path: Path, profile: Path | None
 ) -> asyncio.subprocess.Process:
-    """``python -m bot run --config`` with its output in ``log_path``, under cProfile if asked."""
-    profiler = ("-m", "cProfile", "-o", str(profile)) if profile is not None else ()
+    """``python -m bot run --config`` with its output in ``log_path``.
+
+    With ``profile``, under ``bench.profiled``: cProfile runs between SIGUSR1 and SIGUSR2.
+    """
+    module = ("bench.profiled", str(profile)) if profile is not None else ("bot",)
     with open_log(log_path) as log:
         return await asyncio.create_subprocess_exec(
             sys.executable,
-            *profiler,
             "-m",
-            "bot",
+            *module,
             "run",
             "--config",
             str(config),
@@ -305,6 +307,8 @@ async def run_one(n: int, options: Options, script: Sequence[Step], answer: str)
                 cpu_before, own_before = cpu_seconds(process.pid), time.process_time()
                 main_before = cpu_seconds(process.pid, main_thread=True)
                 machine_before = machine_busy_seconds()
+                if profile is not None:
+                    process.send_signal(signal.SIGUSR1)
                 sampling = asyncio.create_task(take_samples(process.pid, samples))
                 sent_at = time.monotonic()
                 update_ids: dict[int, int] = {}
@@ -322,6 +326,8 @@ async def run_one(n: int, options: Options, script: Sequence[Step], answer: str)
                 peak_mb = peak_rss_mb(process.pid) if alive else math.nan
                 own_cpu = time.process_time() - own_before
                 machine_cpu = machine_busy_seconds() - machine_before
+                if profile is not None and alive:
+                    process.send_signal(signal.SIGUSR2)
                 # Whatever the bot still sends after an answer looks complete (an error
                 # reply, say) belongs in the figures too.
                 await asyncio.sleep(GRACE_SECONDS)
@@ -402,8 +408,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="run the bot under cProfile, keeping bot-N.prof here (slower: figures then"
-        " show the profiler's cost too)",
+        help="profile the bot's main thread with cProfile while the messages are answered"
+        " (not start-up or shutdown), keeping bot-N.prof here (slower: figures then show"
+        " the profiler's cost too)",
     )
     args = parser.parse_args(argv)
     try:

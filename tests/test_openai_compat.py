@@ -32,6 +32,7 @@ from bot.providers.base import (
     TextDelta,
     Usage,
 )
+from bot.providers.http import READ_BATCH_SECONDS
 from bot.providers.openai_compat import OpenAICompatProvider
 from tests import streams
 from tests.fakes.provider import (
@@ -366,6 +367,16 @@ async def test_consumer_time_between_events_does_not_count_as_idle(fake, session
         events.append(event)
         await asyncio.sleep(0.4)  # longer than idle=0.3
     assert events[-1] == StreamEnd("stop")
+
+
+async def test_time_the_body_is_left_unread_does_not_count_as_idle(fake, session) -> None:
+    # The provider is never silent for long, but the bot reads the body only every
+    # READ_BATCH_SECONDS, longer than this idle timeout: the pieces wait in the socket.
+    timeouts = TimeoutConfig(connect=2.0, first_chunk=1.0, idle=READ_BATCH_SECONDS / 2, total=5.0)
+    pieces = [f"{i} " for i in range(30)]
+    fake.enqueue_stream(pieces, delay=READ_BATCH_SECONDS / 10)
+    events = await collect(provider_for(session, fake.base_url, timeouts=timeouts))
+    assert events == [*(TextDelta(p) for p in pieces), StreamEnd("stop")]
 
 
 async def test_connection_refused_is_unavailable(session) -> None:

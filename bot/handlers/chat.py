@@ -460,7 +460,7 @@ async def _stream_answer(
         requested = time.monotonic()
         async for event in events():
             if isinstance(event, TextDelta):
-                if not editor.text:
+                if not editor.has_text:
                     context.services.metrics.first_chunk.observe(time.monotonic() - requested)
                     await typing.stop()
                 editor.append(event.text)

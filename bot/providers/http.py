@@ -41,6 +41,11 @@ ERROR_BODY_LIMIT = 64 * 1024
 JSON_BODY_LIMIT = 16 * 1024 * 1024
 """Bytes of a non-streamed answer or model list; a body beyond this is not a sane answer."""
 
+READ_BATCH_SECONDS = 0.1
+"""Once the answer streams, the body is read at most this often: pieces that arrive
+meanwhile wait in the socket and are decoded together, one wake-up instead of one a piece
+(the chat shows new text about once a second anyway)."""
+
 JSON_TYPES = frozenset({"application/json", "text/json"})
 """Content types of a JSON body: an error, or a whole answer where a stream was asked for."""
 
@@ -302,6 +307,8 @@ class ProviderHTTP:
                     yield event
             if not data or parser.done:
                 break
+            if parser.started:
+                await self._gather(response, deadlines)
         for event in parser.close():
             yield event
         logger.debug("%s: stream ended after %.2fs", self.name, deadlines.elapsed())
@@ -366,6 +373,26 @@ class ProviderHTTP:
             raise self._timeout(exc, deadlines.phase(), partial=False) from exc
         except aiohttp.ClientError as exc:
             raise Unavailable(describe(exc), provider=self.name) from exc
+
+    async def _gather(self, response: aiohttp.ClientResponse, deadlines: Deadlines) -> None:
+        """Let the next pieces of the answer collect in the socket for ``READ_BATCH_SECONDS``.
+
+        The connection is not read meanwhile, so that time is not the provider's silence:
+        the next read's deadline moves on by as much.
+        """
+        connection = response.connection
+        transport = connection.transport if connection is not None else None
+        if transport is None or transport.is_closing():
+            return
+        paused_at = asyncio.get_running_loop().time()
+        transport.pause_reading()
+        try:
+            await asyncio.sleep(READ_BATCH_SECONDS)
+        finally:
+            if not transport.is_closing():
+                transport.resume_reading()
+        paused = asyncio.get_running_loop().time() - paused_at
+        deadlines.next_at = min(deadlines.next_at + paused, deadlines.end_at)
 
     async def _read_chunk(
         self, reader: aiohttp.StreamReader, parser: StreamParser, deadlines: Deadlines

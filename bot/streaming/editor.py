@@ -93,6 +93,7 @@ class StreamEditor:
         self._pieces: list[str] = []
         self._version = 0
         self._joined = ("", 0)
+        self._has_text = False
         self._note: str | None = None
         self._final = False
         # Messages already in the chat (from before a restart) are reused, their text unknown.
@@ -103,6 +104,8 @@ class StreamEditor:
         self._more = False
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # The background update being sent now; stopping lets it land rather than cut it.
+        self._in_flight: asyncio.Future[bool | None] | None = None
         self._dead = False
 
     @property
@@ -130,9 +133,15 @@ class StreamEditor:
             self._joined = (text, self._version)
         return text
 
+    @property
+    def has_text(self) -> bool:
+        """Whether the answer has any text yet; cheap, unlike ``text``, which joins it."""
+        return self._has_text
+
     def append(self, piece: str) -> None:
         """Add a piece of the answer; it goes out at the chat's next slot."""
         self._pieces.append(piece)
+        self._has_text = self._has_text or bool(piece)
         self._version += 1
         if self._dead:
             return
@@ -146,6 +155,7 @@ class StreamEditor:
         if text is not None:
             self._pieces[:] = [text]
             self._version += 1
+            self._has_text = bool(text)
         self._note = note
         self._final = True
         for attempt in range(FINAL_ATTEMPTS):
@@ -160,12 +170,21 @@ class StreamEditor:
         return self.message_ids
 
     async def aclose(self) -> None:
-        """Stop the background updates without delivering anything more."""
+        """Stop the background updates without delivering anything more.
+
+        An update already on its way to Telegram is waited for: cut off, its message could
+        exist without the editor knowing, and the answer would then show twice.
+        """
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._in_flight is not None:
+            # Its failure is the next delivery's business, as in the background loop.
+            with contextlib.suppress(Exception):
+                await self._in_flight
+            self._in_flight = None
 
     def _drafting(self) -> bool:
         return not self._final and self._drafts is not None and self._drafts.allowed(self._chat_id)
@@ -186,7 +205,7 @@ class StreamEditor:
             interval = self._drafts.interval if self._drafts and self._drafting() else None
             try:
                 sent = await self._outbox.call(
-                    self._chat_id, self._sync_next_part, must_deliver=False, interval=interval
+                    self._chat_id, self._sync_in_background, must_deliver=False, interval=interval
                 )
             except NetworkError as exc:
                 # A failed intermediate update is superseded by the next one.
@@ -199,6 +218,11 @@ class StreamEditor:
                     await self._on_progress(self.text, self.message_ids)
                 except Exception:  # a missed checkpoint must not cost the answer itself
                     logger.exception("checkpoint of chat %s failed", self._chat_id)
+
+    async def _sync_in_background(self) -> bool | None:
+        """``_sync_next_part`` for the background loop: cancelling the loop leaves it running."""
+        self._in_flight = asyncio.ensure_future(self._sync_next_part())
+        return await asyncio.shield(self._in_flight)
 
     async def _drop_surplus(self) -> None:
         """Delete adopted messages beyond the final text's parts (it came out shorter)."""

@@ -12,7 +12,7 @@ from itertools import accumulate
 
 from telegram.constants import MessageLimit
 
-from bot.streaming.render import Entity, Rendered
+from bot.streaming.render import Entity, Rendered, utf16_len
 
 MAX_MESSAGE_UTF16 = MessageLimit.MAX_TEXT_LENGTH
 # A cut in the first half of the window would leave a needlessly short message.
@@ -22,10 +22,12 @@ _MIN_FILL = 0.5
 def split_rendered(rendered: Rendered, limit: int = MAX_MESSAGE_UTF16) -> list[Rendered]:
     """Split ``rendered`` into parts of at most ``limit`` UTF-16 units each."""
     text = rendered.text
+    # Most answers fit in one message, and every streamed update asks again: the length
+    # alone (in C) is enough for them.
+    if len(text) <= limit // 2 or utf16_len(text) <= limit:
+        return [rendered]
     # offsets[i] is the UTF-16 offset of code point i; offsets[-1] is the total length.
     offsets = [0, *accumulate(2 if ord(c) > 0xFFFF else 1 for c in text)]
-    if offsets[-1] <= limit:
-        return [rendered]
     pre_spans = [
         (bisect_left(offsets, e.offset), bisect_left(offsets, e.offset + e.length))
         for e in rendered.entities
