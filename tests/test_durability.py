@@ -174,11 +174,15 @@ async def test_sigterm_lets_an_answer_that_ends_within_the_grace_period_finish(
 
 
 @pytest.mark.both_databases
-async def test_a_message_queued_at_sigterm_is_kept_and_the_user_asked_to_send_it_again(
+async def test_a_message_queued_at_sigterm_is_kept_and_without_resuming_asked_for_again(
     telegram, provider, config, tmp_path
 ):
     async with bot_process(
-        tmp_path, telegram, provider, config, streaming={"shutdown_grace": GRACE}
+        tmp_path,
+        telegram,
+        provider,
+        config,
+        streaming={"shutdown_grace": GRACE, "resume_within": 0},
     ) as process:
         provider.enqueue(Role(), Chunk("The first answer"), Delay(60))
         telegram.user_sends("first question")
