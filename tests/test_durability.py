@@ -20,7 +20,7 @@ from bot.messages import text as message_text
 from bot.storage.db import create_engine
 from bot.storage.models import Message
 from tests.factories import API_KEY, MODEL, TOKEN
-from tests.fakes.provider import Chunk, Delay, Done, Finish, Role
+from tests.fakes.provider import Chunk, Delay, Done, Finish, ImagesAnswer, Role, b64_item
 from tests.test_chat_e2e import USER, answers_once_stored, bot_texts, stored_answers, until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -274,3 +274,21 @@ async def test_no_secret_reaches_the_log_in_groups_refusals_and_repeated_updates
     assert TOKEN not in log
     assert API_KEY not in log
     assert TOKEN.split(":")[1] not in log
+
+
+async def test_sigterm_cuts_an_image_still_being_made_after_the_grace_period(
+    telegram, provider, config, tmp_path
+):
+    async with bot_process(
+        tmp_path, telegram, provider, config, streaming={"shutdown_grace": GRACE}
+    ) as process:
+        provider.enqueue_images(Delay(60), ImagesAnswer([b64_item()]))
+        asked = telegram.user_sends("/image a red fox")
+        await until(lambda: len(provider.requests) == 1)
+        # Exits on time although the image would take another minute.
+        assert await terminated(process, GRACE) == 0
+
+    (note,) = telegram.messages(USER, from_bot=True)
+    assert note.text == message_text("restarting", "en")
+    assert note.reply_to_message_id == asked
+    assert await stored_answers(config) == [("", "interrupted")]

@@ -14,7 +14,7 @@ from bot.messages import text as message_text
 from bot.storage.advisory import AdvisoryLocks
 from bot.storage.db import create_engine, migrate
 from bot.storage.models import Message, utcnow
-from bot.storage.store import MessageStatus, Store
+from bot.storage.store import MessageKind, MessageStatus, Store
 from tests.e2e import USER, bot_texts, until
 from tests.factories import make_config
 from tests.fakes.provider import Chunk, Delay, Role
@@ -217,3 +217,33 @@ async def test_a_pending_message_in_a_conversation_a_live_instance_holds_is_left
     async with start_bot(config):
         await until(lambda: "Answered at last." in replies_to(telegram, asked))
     assert await user_turns(config) == [("still waiting", "resumed")]
+
+
+async def test_an_image_left_unfinished_by_a_crash_is_not_made_again(
+    telegram, provider, config, start_bot
+):
+    asked = telegram.user_sends("/image a red fox", deliver=False)
+    await migrate(config.database.url)
+    engine = create_engine(config.database.url)
+    try:
+        store = Store(engine)
+        await store.ensure_chat(USER, "private", language="en")
+        conversation = await store.active_conversation(USER, persona="default", thread_id=None)
+        await store.add_user_message(
+            conversation,
+            text="a red fox",
+            user_id=USER,
+            telegram_chat_id=USER,
+            telegram_message_id=asked,
+            kind=MessageKind.IMAGE,
+        )
+        await store.start_answer(
+            conversation, telegram_chat_id=USER, model="dall-e-3", kind=MessageKind.IMAGE
+        )
+    finally:
+        await engine.dispose()
+
+    async with start_bot(config):
+        await until(lambda: any("interrupted" in t for t in bot_texts(telegram)))
+    assert not provider.requests
+    assert await user_turns(config) == [("a red fox", "complete")]

@@ -20,7 +20,7 @@ from bot.inflight import ConversationKey
 from bot.messages import language_of, text
 from bot.services import Services
 from bot.storage.models import utcnow
-from bot.storage.store import MessageStatus, PendingTurn, StoredMessage
+from bot.storage.store import MessageKind, MessageStatus, PendingTurn, StoredMessage
 from bot.vision import has_photos
 
 logger = logging.getLogger(__name__)
@@ -32,10 +32,12 @@ NOTE_WITHIN = timedelta(days=1)
 async def requeue_unstarted(services: Services, answer: StoredMessage) -> bool:
     """Make the question of an answer that never showed anything pending; whether it was.
 
-    A question answered after a restart once, or one with photos (not kept), is not.
+    Only a chat turn is: not one answered after a restart once, nor one with photos (not
+    kept).
     """
     if (
         services.config.streaming.resume_within <= 0
+        or answer.kind is not MessageKind.CHAT
         or answer.content
         or answer.telegram_message_ids
     ):
@@ -43,6 +45,7 @@ async def requeue_unstarted(services: Services, answer: StoredMessage) -> bool:
     question = await services.store.question_of(answer)
     if (
         question is None
+        or question.kind is not MessageKind.CHAT
         or question.status is not MessageStatus.COMPLETE
         or not question.telegram_message_ids
         or has_photos(question.content)
