@@ -96,9 +96,9 @@ class DatabaseConfig:
     """Where state lives; any SQLAlchemy async URL."""
 
     url: str = DEFAULT_DATABASE_URL
-    # PostgreSQL only: connections this instance may hold for conversation locks. Every
-    # conversation answering (or waiting its turn) holds one; more wait for a free one.
-    lock_connections: int = 20
+    # PostgreSQL only: connections this instance keeps for conversation locks, each
+    # holding the locks of any number of conversations (more only spread them out).
+    lock_connections: int = 2
 
 
 @dataclass(frozen=True, slots=True)
