@@ -240,11 +240,14 @@ class AdvisoryLocks:
         """Hold lock ``key``; ``on_wait`` is called once if someone else holds it first."""
         connection = self._connection_of(key)
         told = False
-        while not await self._attempt(connection, key):
+        while True:
+            # Before trying: a release announced while the try is under way is not missed.
+            waker = self._wakers.setdefault(key, asyncio.Event())
+            if await self._attempt(connection, key):
+                break
             if not told and on_wait is not None:
                 on_wait()
             told = True
-            waker = self._wakers.setdefault(key, asyncio.Event())
             # The release is announced; the poll covers an announcement that got lost.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_SECONDS):
