@@ -96,9 +96,9 @@ class DatabaseConfig:
     """Where state lives; any SQLAlchemy async URL."""
 
     url: str = DEFAULT_DATABASE_URL
-    # PostgreSQL only: connections this instance may hold for conversation locks. Every
-    # conversation answering (or waiting its turn) holds one; more wait for a free one.
-    lock_connections: int = 20
+    # PostgreSQL only: connections this instance keeps for conversation locks, each
+    # holding the locks of any number of conversations (more only spread them out).
+    lock_connections: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +235,9 @@ class StreamingConfig:
     draft_interval: float = 1.0
     # Seconds a stopping bot lets the answers in flight finish before it cuts them.
     shutdown_grace: float = 10.0
+    # Messages left unanswered by a restart are answered after it if they are at most this
+    # many seconds old; older ones get a note to ask again. 0: never answered after it.
+    resume_within: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,7 +424,13 @@ def _check_limits(config: Config) -> None:
     for key in ("max_messages", "max_tokens", "max_prompt_chars"):
         if getattr(config.context, key) <= 0:
             raise ConfigError(f"context.{key}", "must be positive")
-    for key in ("edit_interval_private", "edit_interval_group", "draft_interval", "shutdown_grace"):
+    for key in (
+        "edit_interval_private",
+        "edit_interval_group",
+        "draft_interval",
+        "shutdown_grace",
+        "resume_within",
+    ):
         if getattr(config.streaming, key) < 0:
             raise ConfigError(f"streaming.{key}", "must not be negative")
     if config.streaming.global_per_second <= 0:

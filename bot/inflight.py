@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Hashable, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
     AsyncExitStack,
@@ -11,7 +12,9 @@ from contextlib import (
     contextmanager,
 )
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class KeyedLocks:
@@ -66,8 +69,7 @@ class ConversationLocks:
     """One answer at a time per conversation: in this process, and across instances if shared.
 
     The in-process lock is taken first and keeps arrival order; only its holder goes on to
-    the shared lock, so an instance waits on the database with one connection per
-    conversation at most.
+    the shared lock, so an instance tries the database for one turn per conversation.
     """
 
     def __init__(
@@ -225,3 +227,21 @@ class StopSignals:
             return StopOutcome.NOT_ALLOWED
         event.set()
         return StopOutcome.STOPPING
+
+
+async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """The result of ``work``, or None if ``stop`` is set first (``work`` is cancelled then)."""
+    running = asyncio.ensure_future(work)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait((running, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not running.done():
+            # Cancelled too if this is: a provider request is never left running alone.
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+    if running.cancelled():
+        return None
+    return running.result()

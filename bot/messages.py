@@ -76,6 +76,14 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
         "moment.",
         "zh": "⚠️ 机器人正在重启，未能回答这条消息。请稍后再发一次。",
     },
+    "resume.queued": {
+        "en": "⏳ The bot is restarting; I'll answer this as soon as it is back.",
+        "zh": "⏳ 机器人正在重启，恢复后我会回答这条消息。",
+    },
+    "resume.too_old": {
+        "en": "⚠️ The bot restarted before it could answer this. Please send it again.",
+        "zh": "⚠️ 机器人在回答这条消息之前重启了。请再发一次。",
+    },
     "persona.current": {"en": "Persona: {name}", "zh": "当前角色：{name}"},
     "persona.choose": {
         "en": "Choose another below, or set your own with /persona custom TEXT.",

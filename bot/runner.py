@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import aiohttp
@@ -14,6 +14,7 @@ from bot.app import build_application
 from bot.config import Config, TelegramConfig
 from bot.handlers.context import BotApplication
 from bot.handlers.help import register_commands
+from bot.handlers.resume import requeue_unstarted, resume_pending
 from bot.instances import shared_parts
 from bot.messages import language_of, text
 from bot.ops import OpsServer
@@ -50,6 +51,7 @@ async def running(config: Config) -> AsyncIterator[BotApplication]:
                 async with _ops_server(config, services), application:
                     await register_commands(application.bot)
                     await recover_interrupted(services, application)
+                    resuming = await resume_pending(services, application)
                     await application.start()
                     await _receive_updates(application, config.telegram)
                     services.readiness.username = application.bot.username
@@ -62,17 +64,20 @@ async def running(config: Config) -> AsyncIterator[BotApplication]:
                         yield application
                     finally:
                         gc.unfreeze()
-                        await _stop_gracefully(application, services)
+                        await _stop_gracefully(application, services, resuming)
             finally:
                 await providers.aclose()
     finally:
         await engine.dispose()
 
 
-async def _stop_gracefully(application: BotApplication, services: Services) -> None:
+async def _stop_gracefully(
+    application: BotApplication, services: Services, resuming: Sequence[asyncio.Task[None]]
+) -> None:
     """Take no more updates, let answers in flight finish for a grace period, cut the rest.
 
     Turns still queued are not started; answers cut at the end are stored interrupted.
+    Messages pending since the last restart and not answered yet stay pending.
     """
     services.readiness.ready = False
     stops = services.stops
@@ -83,6 +88,8 @@ async def _stop_gracefully(application: BotApplication, services: Services) -> N
     if not await stops.drained(max(0.0, grace_ends - asyncio.get_running_loop().time())):
         logger.info("cutting the answers still streaming after the shutdown grace period")
         stops.interrupt()
+    # Each ends once its answer does: no further turn starts now.
+    await asyncio.gather(*resuming, return_exceptions=True)
     await application.stop()
 
 
@@ -135,7 +142,8 @@ def _freeze_start_up_objects() -> None:
 async def recover_interrupted(services: Services, application: BotApplication) -> None:
     """Finish answers a previous process left half-written: stored as interrupted, with a note.
 
-    An answer that was still a draft (drafts vanish) or had shown nothing is sent anew.
+    An answer that was still a draft (drafts vanish) is sent anew. One that had nothing yet
+    is dropped and its question left pending, to be answered (see ``resume_pending``).
     """
     store = services.store
     for unfinished in await store.unfinished_answers():
@@ -147,7 +155,9 @@ async def recover_interrupted(services: Services, application: BotApplication) -
             answer = await store.get_message(unfinished.id) if free else None
             if answer is None or answer.status is not MessageStatus.STREAMING:
                 continue
-            await _finish_interrupted(services, application, answer)
+            # Nothing of it reached the user: its question is answered anew, if it may be.
+            if not await requeue_unstarted(services, answer):
+                await _finish_interrupted(services, application, answer)
 
 
 async def _finish_interrupted(

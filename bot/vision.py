@@ -69,6 +69,11 @@ def stored_text(question: str, images: Sequence[str]) -> str:
     return f"{marker} {question}".rstrip()
 
 
+def has_photos(stored: str) -> bool:
+    """Whether a stored user's turn came with photos (which history does not keep)."""
+    return stored.startswith(PHOTO_MARKER) or re.match(r"\[\d+ photos\]", stored) is not None
+
+
 def with_images(request: ChatRequest, question: str, images: tuple[str, ...]) -> ChatRequest:
     """``request`` with its newest message (the user's turn) carrying ``images``, unmarked."""
     if not images or not request.messages:

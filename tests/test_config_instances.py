@@ -22,7 +22,7 @@ def test_without_a_redis_section_the_flood_budget_stays_in_process():
     config = parse_config(config_with(), {})
     assert config.redis.url == ""
     assert config.redis.prefix == "tg-llm-bot"
-    assert config.database.lock_connections == 20
+    assert config.database.lock_connections == 2
 
 
 def test_the_redis_url_may_come_from_the_environment_and_stays_out_of_repr():

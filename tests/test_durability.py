@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
-import yaml
 from sqlalchemy import select
 
 from bot.logs import setup_logging
@@ -20,69 +14,9 @@ from bot.messages import text as message_text
 from bot.storage.db import create_engine
 from bot.storage.models import Message
 from tests.e2e import USER, answers_once_stored, bot_texts, stored_answers, until
-from tests.factories import API_KEY, MODEL, TOKEN
-from tests.fakes.provider import Chunk, Delay, Done, Finish, Role
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def write_config(path: Path, telegram, provider, database_url: str, **sections) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "telegram": {
-                    "token": "${TEST_BOT_TOKEN}",
-                    "base_url": telegram.base_url,
-                    "base_file_url": telegram.base_file_url,
-                    "poll_timeout": 1,
-                },
-                "database": {"url": database_url},
-                "providers": [
-                    {
-                        "name": "fake",
-                        "kind": "openai",
-                        "base_url": provider.base_url,
-                        "api_key": "${TEST_API_KEY}",
-                    }
-                ],
-                "models": {"chat": MODEL},
-                **sections,
-            }
-        )
-    )
-    return path
-
-
-@asynccontextmanager
-async def bot_process(
-    tmp_path: Path, telegram, provider, config, **sections
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``python -m bot run`` on the fakes and ``config``'s database, polling once this yields.
-
-    A process still running when the block ends is killed.
-    """
-    config_file = write_config(
-        tmp_path / "config.yaml", telegram, provider, config.database.url, **sections
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "run",
-        "--config",
-        str(config_file),
-        cwd=ROOT,
-        env={**os.environ, "TEST_BOT_TOKEN": TOKEN, "TEST_API_KEY": API_KEY},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        await telegram.wait_until_polling(timeout=30)
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGKILL)
-            await process.wait()
+from tests.factories import API_KEY, TOKEN
+from tests.fakes.provider import Chunk, Delay, Done, Finish, ImagesAnswer, Role, b64_item
+from tests.processes import GRACE, bot_process, terminated
 
 
 @pytest.mark.both_databases
@@ -107,18 +41,6 @@ async def test_an_answer_cut_by_a_killed_process_is_sent_with_a_note_after_resta
     ]
     user_turns = [m["content"] for m in provider.requests[0].json["messages"]]
     assert user_turns[-1] == "Tell me a long story"
-
-
-# Long enough for the bot to notice the signal; short enough to wait out in a test.
-GRACE = 1.0
-# A stopping process that has not exited after its grace period plus this is hanging.
-EXIT_MARGIN = 15.0
-
-
-async def terminated(process: asyncio.subprocess.Process, grace: float) -> int:
-    """SIGTERM ``process`` and return its exit code once it has stopped."""
-    process.send_signal(signal.SIGTERM)
-    return await asyncio.wait_for(process.wait(), grace + EXIT_MARGIN)
 
 
 async def stored_user_turns(config) -> list[str]:
@@ -174,11 +96,15 @@ async def test_sigterm_lets_an_answer_that_ends_within_the_grace_period_finish(
 
 
 @pytest.mark.both_databases
-async def test_a_message_queued_at_sigterm_is_kept_and_the_user_asked_to_send_it_again(
+async def test_a_message_queued_at_sigterm_is_kept_and_without_resuming_asked_for_again(
     telegram, provider, config, tmp_path
 ):
     async with bot_process(
-        tmp_path, telegram, provider, config, streaming={"shutdown_grace": GRACE}
+        tmp_path,
+        telegram,
+        provider,
+        config,
+        streaming={"shutdown_grace": GRACE, "resume_within": 0},
     ) as process:
         provider.enqueue(Role(), Chunk("The first answer"), Delay(60))
         telegram.user_sends("first question")
@@ -270,3 +196,21 @@ async def test_no_secret_reaches_the_log_in_groups_refusals_and_repeated_updates
     assert TOKEN not in log
     assert API_KEY not in log
     assert TOKEN.split(":")[1] not in log
+
+
+async def test_sigterm_cuts_an_image_still_being_made_after_the_grace_period(
+    telegram, provider, config, tmp_path
+):
+    async with bot_process(
+        tmp_path, telegram, provider, config, streaming={"shutdown_grace": GRACE}
+    ) as process:
+        provider.enqueue_images(Delay(60), ImagesAnswer([b64_item()]))
+        asked = telegram.user_sends("/image a red fox")
+        await until(lambda: len(provider.requests) == 1)
+        # Exits on time although the image would take another minute.
+        assert await terminated(process, GRACE) == 0
+
+    (note,) = telegram.messages(USER, from_bot=True)
+    assert note.text == message_text("restarting", "en")
+    assert note.reply_to_message_id == asked
+    assert await stored_answers(config) == [("", "interrupted")]

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bot.inflight import ConversationLocks, StopSignals
+from bot.inflight import ConversationLocks, StopSignals, unless_stopped
 
 KEY = (42, None)
 
@@ -105,3 +105,26 @@ async def test_a_stop_button_press_is_not_an_interruption():
         assert event.is_set()
     assert not stops.interrupted
     assert not stops.closing
+
+
+async def test_unless_stopped_cancels_the_work_once_stopped_and_else_returns_its_result():
+    stop = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def slow() -> str:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    async def quick() -> str:
+        return "done"
+
+    assert await unless_stopped(quick(), stop) == "done"
+    waiting = asyncio.create_task(unless_stopped(slow(), stop))
+    await settle()
+    stop.set()
+    assert await waiting is None
+    assert cancelled.is_set()

@@ -188,18 +188,24 @@ async def too_long(context: BotContext, message: Message, prompt: str, lang: Lan
     return True
 
 
+Unanswered = Callable[[], Awaitable[str | None]]
+"""Keeps a message the stopping bot will not answer; returns the key of the note to reply."""
+
+
 async def take_turn(
     context: BotContext,
     message: Message,
     lang: Lang,
     work: Callable[[], Awaitable[None]],
     *,
-    unanswered: Callable[[], Awaitable[None]] | None = None,
+    unanswered: Unanswered | None = None,
+    held: bool = False,
 ) -> None:
     """Run ``work`` when the conversation of ``message`` is free, saying so if it waits.
 
-    If the bot stops first, ``work`` never runs: ``unanswered`` keeps what it must and the
-    user is asked to send the message again.
+    ``held``: the caller holds the conversation already. If the bot stops first, ``work``
+    never runs: ``unanswered`` keeps what it must and names the note to reply (by default
+    the user is asked to send the message again).
     """
     services = context.services
     if await too_fast(context, message, lang):
@@ -212,13 +218,40 @@ async def take_turn(
 
     # Taken before any other await, so messages of one conversation are answered in order;
     # ``queued`` runs if an answer before it (on this instance or another) is still going.
-    async with services.stops.turn(services.conversations.hold(key, on_wait=queued)) as free:
+    hold = contextlib.nullcontext() if held else services.conversations.hold(key, on_wait=queued)
+    async with services.stops.turn(hold) as free:
         if free:
             await work()
             return
-        if unanswered is not None:
-            await unanswered()
-    await context.reply(message, text("restarting", lang))
+        note = "restarting" if unanswered is None else await unanswered()
+    if note is not None:
+        await context.reply(message, text(note, lang))
+
+
+async def answer_pending(update: Update, context: BotContext, question_id: int) -> None:
+    """Answer a message a restart left unanswered (stored as ``question_id``).
+
+    The caller holds its conversation. Should the bot stop again first, it stays pending.
+    """
+    message = update.effective_message
+    assert message is not None
+    assert message.text is not None
+    lang, prompt = lang_of(update), message.text
+
+    async def stay_pending() -> None:
+        return None
+
+    try:
+        await take_turn(
+            context,
+            message,
+            lang,
+            lambda: _answer_in_turn(update, context, prompt, lang, resumes=question_id),
+            unanswered=stay_pending,
+            held=True,
+        )
+    except DuplicateMessage:
+        logger.info("pending message %s was answered by another instance", question_id)
 
 
 async def active_conversation_of(context: BotContext, message: Message, lang: Lang) -> int:
@@ -239,10 +272,15 @@ async def active_conversation_of(context: BotContext, message: Message, lang: La
 
 async def _keep_unanswered(
     update: Update, context: BotContext, prompt: str, images: tuple[str, ...]
-) -> None:
-    """Store the user's turn that the bot, stopping, will not answer."""
+) -> str:
+    """Store the user's turn that the bot, stopping, will not answer; the note to reply.
+
+    It is answered after the restart if resuming is on; photos are not kept, so a message
+    with photos must be sent again.
+    """
     message = update.effective_message
     assert message is not None
+    resumes = context.services.config.streaming.resume_within > 0 and not images
     conversation = await active_conversation_of(context, message, lang_of(update))
     await context.services.store.add_user_message(
         conversation,
@@ -250,12 +288,21 @@ async def _keep_unanswered(
         user_id=update.effective_user.id if update.effective_user else None,
         telegram_chat_id=message.chat_id,
         telegram_message_id=message.message_id,
+        status=MessageStatus.PENDING if resumes else MessageStatus.COMPLETE,
     )
+    return "resume.queued" if resumes else "restarting"
 
 
 async def _answer_in_turn(
-    update: Update, context: BotContext, prompt: str, lang: Lang, images: tuple[str, ...] = ()
+    update: Update,
+    context: BotContext,
+    prompt: str,
+    lang: Lang,
+    images: tuple[str, ...] = (),
+    *,
+    resumes: int | None = None,
 ) -> None:
+    """Store the turn (or, with ``resumes``, take up that pending message) and answer it."""
     message = update.effective_message
     assert message is not None
     services = context.services
@@ -274,23 +321,26 @@ async def _answer_in_turn(
             ),
         )
 
-    # One transaction (shared with the messages that arrived alongside) stores the user's
-    # turn and the empty answer before the provider is asked.
-    begun = await store.begin_turn(
-        TurnStart(
-            chat_id=chat_id,
-            chat_type=message.chat.type,
-            title=message.chat.title,
-            language=lang,
-            thread_id=thread_id,
-            user_id=user_id,
-            telegram_message_id=message.message_id,
-            conversation_user_id=conversation_member(message, config.context.scope),
-            text=stored_text(prompt, images),
-            history_limit=config.context.max_messages,
-        ),
-        plan,
-    )
+    if resumes is not None:
+        begun = await store.resume_turn(resumes, plan, config.context.max_messages)
+    else:
+        # One transaction (shared with the messages that arrived alongside) stores the
+        # user's turn and the empty answer before the provider is asked.
+        begun = await store.begin_turn(
+            TurnStart(
+                chat_id=chat_id,
+                chat_type=message.chat.type,
+                title=message.chat.title,
+                language=lang,
+                thread_id=thread_id,
+                user_id=user_id,
+                telegram_message_id=message.message_id,
+                conversation_user_id=conversation_member(message, config.context.scope),
+                text=stored_text(prompt, images),
+                history_limit=config.context.max_messages,
+            ),
+            plan,
+        )
     conversation, answer_id, history = begun.conversation_id, begun.answer_id, begun.history
     request = ChatRequest(
         model=begun.plan.model,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +29,7 @@ from bot.handlers.context import BotContext
 from bot.handlers.limits import too_fast
 from bot.handlers.photos import download_image, seen_images
 from bot.image_options import image_caption, parse_image_command, truncate_utf16
+from bot.inflight import unless_stopped
 from bot.messages import Lang, text, user_message
 from bot.model_choice import effective_model
 from bot.providers.base import GeneratedImage, ImageEditRequest, ImageRequest
@@ -255,6 +257,18 @@ async def _produce(update: Update, context: BotContext, job: _Job, lang: Lang) -
     if await too_fast(context, message, lang):
         return
     services = context.services
+    # A turn of its own (no conversation lock): a stopping bot waits for it like an answer.
+    async with services.stops.turn(contextlib.nullcontext()) as free:
+        if free:
+            await _produce_in_turn(update, context, job, lang)
+            return
+    await context.reply(message, text("restarting", lang))
+
+
+async def _produce_in_turn(update: Update, context: BotContext, job: _Job, lang: Lang) -> None:
+    message = update.effective_message
+    assert message is not None
+    services = context.services
     store = services.store
     chat_id = message.chat_id
     conversation = await active_conversation_of(context, message, lang)
@@ -276,7 +290,9 @@ async def _produce(update: Update, context: BotContext, job: _Job, lang: Lang) -
     )
     uploading.start()
     try:
-        images = await job.make()
+        # Cut like a streaming answer when the bot stops and its grace period is over.
+        with services.stops.track(answer_id, user.id if user else None) as stop:
+            images = await unless_stopped(job.make(), stop)
     except ProviderError as exc:
         logger.warning("%s %s failed: %s (%s)", job.kind, answer_id, exc.kind, exc.detail)
         await uploading.stop()
@@ -284,6 +300,14 @@ async def _produce(update: Update, context: BotContext, job: _Job, lang: Lang) -
         await store.finish_answer(
             answer_id, text="", status=MessageStatus.ERROR, error_kind=exc.kind.value
         )
+        return
+    if images is None:
+        await uploading.stop()
+        interrupted = services.stops.interrupted
+        await context.reply(message, text("restarting" if interrupted else "note.stopped", lang))
+        status = MessageStatus.INTERRUPTED if interrupted else MessageStatus.STOPPED
+        await store.finish_answer(answer_id, text="", status=status)
+        services.metrics.answers.labels(status.value).inc()
         return
     try:
         revised = next((i.revised_prompt for i in images if i.revised_prompt), None)

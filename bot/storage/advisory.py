@@ -1,9 +1,15 @@
 """PostgreSQL advisory locks that keep one conversation answered by one instance at a time.
 
-Each held lock is a session-level ``pg_advisory_lock`` on a connection of its own, taken
-from a pool separate from the store's: a lock waiting for another instance can never take
-the connections the store needs to finish the answer that would release it. A lock dies
-with its connection, so a crashed instance leaves nothing locked behind.
+Session-level ``pg_advisory_lock`` keys, many on each of a few dedicated connections (not
+the store's: a lock waiting for another instance must never take the connections the store
+needs to finish the answer that would release it). A lock is taken with
+``pg_try_advisory_lock`` and, when another instance holds it, taken again once that one
+says it let go (``NOTIFY`` on release) or, should that word be lost, at the next poll. A
+lock dies with its connection, so a crashed instance leaves nothing locked behind.
+
+A connection that drops takes its locks with it. It is opened again at once and each lock
+still in use is taken again on it; one that another instance took meanwhile is lost: its
+holder's answer goes on (it is not cut), logged as no longer exclusive, and is not unlocked.
 """
 
 from __future__ import annotations
@@ -14,9 +20,9 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.pool import NullPool
 
 from bot.storage.db import create_engine
 
@@ -26,9 +32,17 @@ logger = logging.getLogger(__name__)
 # on the same database by accident.
 _LOCK_PERSON = b"tg-llm-bot:conv"
 
-_TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
-_LOCK = text("SELECT pg_advisory_lock(:key)")
-_UNLOCK = text("SELECT pg_advisory_unlock(:key)")
+# Released keys are announced here, so that waiting instances try again at once.
+CHANNEL = "tg_llm_bot_unlocked"
+# Seconds between two tries of a lock held elsewhere when no release is heard of.
+POLL_SECONDS = 0.3
+# Pause before opening a lost connection again.
+RECONNECT_SECONDS = 0.5
+# How often a quiet connection is checked: a lost one would keep locks nobody holds.
+CHECK_SECONDS = 5.0
+
+_TRY_LOCK = "SELECT pg_try_advisory_lock($1::bigint)"
+_UNLOCK = "SELECT pg_advisory_unlock($1::bigint), pg_notify($2, $3)"
 
 
 def conversation_lock_id(chat_id: int, thread_id: int | None, user_id: int | None = None) -> int:
@@ -39,88 +53,268 @@ def conversation_lock_id(chat_id: int, thread_id: int | None, user_id: int | Non
     return int.from_bytes(digest, "big", signed=True)
 
 
-class AdvisoryLocks:
-    """Session-level advisory locks, each on its own connection of a small dedicated pool."""
+def _setter(event: asyncio.Event) -> Callable[[object], None]:
+    """A callback that sets ``event``, whatever it is called with."""
 
-    def __init__(self, url: str, *, connections: int) -> None:
-        # AUTOCOMMIT: a connection holding a lock for a whole answer must not sit idle in a
-        # transaction. pre_ping: a pooled connection the server dropped is replaced first.
-        self._engine = create_engine(
-            url,
-            pool_size=connections,
-            max_overflow=0,
-            pool_pre_ping=True,
-            isolation_level="AUTOCOMMIT",
-        )
-        # Waiting here rather than in the pool: the pool's wait gives up after a timeout.
-        self._slots = asyncio.Semaphore(connections)
+    def set_event(_source: object) -> None:
+        event.set()
+
+    return set_event
+
+
+class _LockConnection:
+    """One connection holding any number of locks, opened again whenever it is lost."""
+
+    def __init__(self, url: str, name: str, on_release: Callable[[int], None] | None) -> None:
+        self._engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        self._name = name
+        # Given every key another session (or this one) announces released, if listening.
+        self._on_release = on_release
+        self._driver: Any = None
+        self._ready = asyncio.Event()
+        self._lost = asyncio.Event()
+        # One statement at a time on a connection.
+        self._using = asyncio.Lock()
+        self.held: set[int] = set()
+        # Keys lost with a connection and taken by another instance before they were retaken.
+        self.lost: set[int] = set()
+        self.losses = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def holds(self, key: int) -> bool:
+        """Whether ``key`` is held on the open connection."""
+        return self._ready.is_set() and key in self.held
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._keep(), name=self._name)
 
     async def aclose(self) -> None:
-        """Close the pool's connections (which frees any lock still held)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         await self._engine.dispose()
+
+    async def try_lock(self, key: int) -> bool:
+        """Take ``key`` if nobody holds it; whether it is held now."""
+        if await self._fetch(_TRY_LOCK, key):
+            self.held.add(key)
+            return True
+        return False
+
+    async def unlock(self, key: int) -> None:
+        """Let ``key`` go and tell the waiting instances; a lost key is just forgotten."""
+        if key in self.lost:
+            self.lost.discard(key)
+            return
+        self.held.discard(key)
+        if not self._ready.is_set():
+            # Lost with the connection; one being opened again does not retake it.
+            return
+        try:
+            await self._fetch(_UNLOCK, key, CHANNEL, str(key))
+        except Exception:
+            # The connection is gone, and the lock with it.
+            logger.warning("could not unlock conversation lock %d; its connection is lost", key)
+
+    async def _fetch(self, query: str, *args: object) -> Any:
+        """Run ``query`` once the connection is up; a failure means it is lost."""
+        await self._ready.wait()
+        async with self._using:
+            driver, lost = self._driver, self._lost
+            try:
+                return await driver.fetchval(query, *args)
+            except Exception:
+                lost.set()
+                raise
+
+    async def _keep(self) -> None:
+        """Keep the connection open, its locks taken, and notice at once when it is lost."""
+        warned = False
+        while True:
+            try:
+                async with self._engine.connect() as connection:
+                    raw = await connection.get_raw_connection()
+                    driver: Any = raw.driver_connection
+                    self._lost = lost = asyncio.Event()
+                    driver.add_termination_listener(_setter(lost))
+                    if self._on_release is not None:
+                        await driver.add_listener(CHANNEL, self._heard)
+                    await self._retake(driver)
+                    self._driver = driver
+                    self._ready.set()
+                    if warned:
+                        logger.info("%s is back", self._name)
+                    warned = False
+                    try:
+                        await self._watch(lost)
+                    finally:
+                        self._ready.clear()
+                        self._driver = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure here means: try again shortly
+                if not warned:
+                    logger.warning("%s lost its database connection: %r", self._name, exc)
+                warned = True
+            else:
+                if not warned:
+                    logger.warning("%s lost its database connection", self._name)
+                warned = True
+            self.losses += 1
+            await asyncio.sleep(RECONNECT_SECONDS)
+
+    async def _retake(self, driver: Any) -> None:
+        """Take again, on a new connection, every lock still in use; note those lost."""
+        retaken: set[int] = set()
+        for key in list(self.held):
+            if await driver.fetchval(_TRY_LOCK, key):
+                retaken.add(key)
+                continue
+            self.held.discard(key)
+            self.lost.add(key)
+            logger.warning(
+                "conversation lock %d was lost with its connection and taken by another "
+                "instance; the answer holding it is no longer alone",
+                key,
+            )
+        # Let go at once of those whose holders finished meanwhile.
+        while finished := retaken - self.held:
+            for key in finished:
+                await driver.fetchval(_UNLOCK, key, CHANNEL, str(key))
+                retaken.discard(key)
+
+    async def _watch(self, lost: asyncio.Event) -> None:
+        """Return when the connection is lost; a quiet one is checked now and then."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CHECK_SECONDS):
+                    await lost.wait()
+            if lost.is_set():
+                return
+            with contextlib.suppress(Exception):  # a failure sets ``lost``
+                await self._fetch("SELECT 1")
+
+    def _heard(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        assert self._on_release is not None
+        with contextlib.suppress(ValueError):
+            self._on_release(int(payload))
+
+
+class AdvisoryLocks:
+    """Session-level advisory locks, many on each of a few dedicated connections."""
+
+    def __init__(self, url: str, *, connections: int = 2) -> None:
+        # The first connection also listens for released keys.
+        self._connections = [
+            _LockConnection(url, f"lock connection {n}", self._released if n == 0 else None)
+            for n in range(connections)
+        ]
+        # Keys held (or being taken) through this object: another holder here waits.
+        self._taken: set[int] = set()
+        self._wakers: dict[int, asyncio.Event] = {}
+        self._cleanups: set[asyncio.Task[None]] = set()
+        self._started = False
+
+    async def aclose(self) -> None:
+        """Close the connections (which frees any lock still held)."""
+        for task in list(self._cleanups):
+            with contextlib.suppress(Exception):
+                await task
+        for connection in self._connections:
+            await connection.aclose()
+
+    @property
+    def losses(self) -> int:
+        """How many times a lock connection was lost."""
+        return sum(connection.losses for connection in self._connections)
+
+    def holds(self, key: int) -> bool:
+        """Whether this instance holds ``key`` on the database now (on a live connection)."""
+        return any(connection.holds(key) for connection in self._connections)
 
     @asynccontextmanager
     async def hold(
         self, key: int, *, on_wait: Callable[[], None] | None = None
     ) -> AsyncIterator[None]:
         """Hold lock ``key``; ``on_wait`` is called once if someone else holds it first."""
-        async with self._slots:
-            connection = await self._engine.connect()
-            try:
-                if not await connection.scalar(_TRY_LOCK, {"key": key}):
-                    if on_wait is not None:
-                        on_wait()
-                    await connection.execute(_LOCK, {"key": key})
-            except BaseException:
-                # Cancelled while waiting, the server may still grant the lock to this
-                # session: only closing the connection makes sure it is not kept.
-                await _discard(connection)
-                raise
-            try:
-                yield
-            finally:
-                await _release(connection, key)
+        connection = self._connection_of(key)
+        told = False
+        while True:
+            # Before trying: a release announced while the try is under way is not missed.
+            waker = self._wakers.setdefault(key, asyncio.Event())
+            if await self._attempt(connection, key):
+                break
+            if not told and on_wait is not None:
+                on_wait()
+            told = True
+            # The release is announced; the poll covers an announcement that got lost.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_SECONDS):
+                    await waker.wait()
+        try:
+            yield
+        finally:
+            await self._let_go(connection, key)
 
     @asynccontextmanager
     async def try_hold(self, key: int) -> AsyncIterator[bool]:
         """Hold lock ``key`` if nobody does, without waiting; yield whether it is held."""
-        async with self._slots:
-            connection = await self._engine.connect()
-            try:
-                held = bool(await connection.scalar(_TRY_LOCK, {"key": key}))
-            except BaseException:
-                await _discard(connection)
-                raise
-            if not held:
-                await connection.close()
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                await _release(connection, key)
+        connection = self._connection_of(key)
+        if not await self._attempt(connection, key):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            await self._let_go(connection, key)
 
+    def _connection_of(self, key: int) -> _LockConnection:
+        if not self._started:
+            for connection in self._connections:
+                connection.start()
+            self._started = True
+        return self._connections[key % len(self._connections)]
 
-async def _release(connection: AsyncConnection, key: int) -> None:
-    """Unlock and return the connection to the pool; close it if that fails."""
-    try:
-        await connection.execute(_UNLOCK, {"key": key})
-    except Exception:
-        # The answer is done; closing the session frees the lock just as well.
-        logger.warning("could not unlock conversation lock %d; closing its connection", key)
-        await _discard(connection)
-        return
-    except BaseException:
-        await _discard(connection)
-        raise
-    await connection.close()
+    async def _attempt(self, connection: _LockConnection, key: int) -> bool:
+        """Try to take ``key`` once. Cancelled meanwhile, a lock it got is let go again."""
+        if key in self._taken:
+            return False
+        self._taken.add(key)
+        trying = asyncio.ensure_future(connection.try_lock(key))
+        try:
+            taken = await asyncio.shield(trying)
+        except asyncio.CancelledError:
+            # The server may grant it still: give it back then, whenever the answer comes.
+            trying.add_done_callback(lambda done: self._undo(connection, key, done))
+            raise
+        except BaseException:
+            self._taken.discard(key)
+            raise
+        if not taken:
+            self._taken.discard(key)
+        return taken
 
+    def _undo(self, connection: _LockConnection, key: int, trying: asyncio.Future[bool]) -> None:
+        if trying.cancelled() or trying.exception() is not None or not trying.result():
+            self._taken.discard(key)
+            return
+        task = asyncio.get_running_loop().create_task(self._let_go(connection, key))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
-async def _discard(connection: AsyncConnection) -> None:
-    """Close the connection for good, ending its session and so every lock it holds."""
-    try:
-        await connection.invalidate()
-    except Exception:  # a broken connection is what is being thrown away
-        logger.debug("closing a lock connection failed", exc_info=True)
-    with contextlib.suppress(Exception):
-        await connection.close()
+    async def _let_go(self, connection: _LockConnection, key: int) -> None:
+        unlocking = asyncio.ensure_future(connection.unlock(key))
+        # Free here only once unlocked, even if the holder is cancelled meanwhile.
+        unlocking.add_done_callback(lambda _done: self._free(key))
+        await asyncio.shield(unlocking)
+
+    def _free(self, key: int) -> None:
+        self._taken.discard(key)
+        self._released(key)
+
+    def _released(self, key: int) -> None:
+        """Wake whoever here waits for ``key``."""
+        waker = self._wakers.pop(key, None)
+        if waker is not None:
+            waker.set()

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar, cast
@@ -48,7 +48,10 @@ ASSISTANT = "assistant"
 
 
 class MessageStatus(StrEnum):
-    """Where a message stands; only an answer is ever anything but complete."""
+    """Where a message stands.
+
+    A user's message is complete, or one of the last three: left unanswered by a restart.
+    """
 
     STREAMING = "streaming"
     COMPLETE = "complete"
@@ -58,6 +61,12 @@ class MessageStatus(StrEnum):
     INTERRUPTED = "interrupted"
     # A regenerated answer (/retry) took its place; kept, but never context again.
     REPLACED = "replaced"
+    # A user's message a restart left unanswered, to be answered after it.
+    PENDING = "pending"
+    # Answered after a restart: never again, whatever happens to that answer.
+    RESUMED = "resumed"
+    # Left unanswered by a restart and too old to answer after it.
+    EXPIRED = "expired"
 
 
 class MessageKind(StrEnum):
@@ -119,6 +128,23 @@ class TurnStart:
     telegram_message_id: int | None = None
     # Set for a conversation of its own per user; None for the chat's (or topic's) one.
     conversation_user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTurn:
+    """A user's message a restart left unanswered, with the chat and conversation it is in."""
+
+    message: StoredMessage
+    chat_type: str
+    title: str | None
+    language: str | None
+    thread_id: int | None
+    # The member whose own conversation it is in; None for the chat's (or topic's) one.
+    member_id: int | None
+
+
+class _Unchanged(Exception):
+    """A conditional write found its row changed already; its transaction is rolled back."""
 
 
 class DuplicateMessage(Exception):
@@ -509,18 +535,20 @@ class Store:
         telegram_chat_id: int,
         telegram_message_id: int | None,
         kind: MessageKind = MessageKind.CHAT,
+        status: MessageStatus = MessageStatus.COMPLETE,
     ) -> int:
         """Store the user's turn (before the answer is asked for) and return its id.
 
-        Raises ``DuplicateMessage`` if that Telegram message is stored already (delivered
-        again after a restart).
+        ``status`` is pending for a message a stopping bot answers after its restart. Raises
+        ``DuplicateMessage`` if that Telegram message is stored already (delivered again
+        after a restart).
         """
         message = Message(
             conversation_id=conversation_id,
             kind=kind,
             role=USER,
             content=text,
-            status=MessageStatus.COMPLETE,
+            status=status,
             user_id=user_id,
             telegram_chat_id=telegram_chat_id,
             telegram_message_id=telegram_message_id,
@@ -724,6 +752,179 @@ class Store:
                 .where(Message.id == message_id, Message.status == MessageStatus.STREAMING)
                 .values(status=MessageStatus.INTERRUPTED, updated_at=utcnow())
             )
+
+    async def pending_turns(self) -> list[PendingTurn]:
+        """Users' messages a restart left unanswered, oldest first, with where they were sent."""
+        query = (
+            select(MESSAGES, CONVERSATIONS.c.thread_id, CONVERSATIONS.c.user_id.label("member"))
+            .add_columns(CHATS.c.type.label("chat_type"), CHATS.c.title, CHATS.c.language)
+            .select_from(
+                MESSAGES.join(CONVERSATIONS, MESSAGES.c.conversation_id == CONVERSATIONS.c.id).join(
+                    CHATS, CONVERSATIONS.c.chat_id == CHATS.c.id
+                )
+            )
+            .where(
+                MESSAGES.c.role == USER,
+                MESSAGES.c.status == MessageStatus.PENDING,
+                MESSAGES.c.kind == MessageKind.CHAT,
+            )
+            .order_by(MESSAGES.c.id)
+        )
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [
+            PendingTurn(
+                message=_stored(row),
+                chat_type=row.chat_type,
+                title=row.title,
+                language=row.language,
+                thread_id=row.thread_id,
+                member_id=row.member,
+            )
+            for row in rows
+        ]
+
+    async def question_of(self, answer: StoredMessage) -> StoredMessage | None:
+        """The user's message ``answer`` answers: the last one before it in its conversation."""
+        query = (
+            select(Message)
+            .where(
+                Message.conversation_id == answer.conversation_id,
+                Message.role == USER,
+                Message.id < answer.id,
+            )
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+        async with self._sessions() as session:
+            row = await session.scalar(query)
+            return None if row is None else _stored(row)
+
+    async def requeue_unstarted(self, answer_id: int, question_id: int) -> bool:
+        """Drop an answer that never showed anything and mark its question pending again.
+
+        Only a streaming, empty answer to a complete question is requeued; whether it was.
+        """
+        m = MESSAGES.c
+        now = utcnow()
+        try:
+            async with self._core_writing() as connection:
+                for statement in (
+                    update(MESSAGES)
+                    .where(m.id == answer_id, m.status == MessageStatus.STREAMING, m.content == "")
+                    .values(status=MessageStatus.INTERRUPTED, updated_at=now),
+                    update(MESSAGES)
+                    .where(m.id == question_id, m.role == USER, m.status == MessageStatus.COMPLETE)
+                    .values(status=MessageStatus.PENDING, updated_at=now),
+                ):
+                    if (await connection.execute(statement)).rowcount != 1:
+                        raise _Unchanged  # noqa: TRY301 - rolls back this transaction
+        except _Unchanged:  # rolled back: both or neither
+            return False
+        return True
+
+    async def expire_turn(self, question_id: int) -> bool:
+        """Mark a pending message too old to answer; whether it was still pending."""
+        m = MESSAGES.c
+        async with self._core_writing() as connection:
+            result = await connection.execute(
+                update(MESSAGES)
+                .where(m.id == question_id, m.status == MessageStatus.PENDING)
+                .values(status=MessageStatus.EXPIRED, updated_at=utcnow())
+            )
+        return bool(result.rowcount == 1)
+
+    async def resume_turn(
+        self, question_id: int, plan: Callable[[ChatChoices], TurnPlan], history_limit: int
+    ) -> BegunTurn:
+        """Start the answer to a pending message in its conversation, in one transaction.
+
+        The message is marked resumed with it, so no later restart answers it again. Raises
+        ``DuplicateMessage`` if it is no longer pending (another instance took it).
+        """
+        m, c = MESSAGES.c, CONVERSATIONS.c
+        now = utcnow()
+        async with self._core_writing() as connection:
+            claimed = await connection.execute(
+                update(MESSAGES)
+                .where(m.id == question_id, m.role == USER, m.status == MessageStatus.PENDING)
+                .values(status=MessageStatus.RESUMED, updated_at=now)
+            )
+            if claimed.rowcount != 1:
+                raise DuplicateMessage(f"pending message {question_id}")
+            row = (
+                await connection.execute(
+                    select(
+                        MESSAGES,
+                        c.persona.label("conversation_persona"),
+                        c.provider_session_owner,
+                        c.provider_session,
+                        CHATS.c.model.label("chat_model"),
+                        PERSONAS.c.prompt.label("persona_prompt"),
+                        select(MODEL_DEFAULTS.c.model)
+                        .where(MODEL_DEFAULTS.c.capability == "chat")
+                        .scalar_subquery()
+                        .label("default_model"),
+                    )
+                    .select_from(
+                        MESSAGES.join(CONVERSATIONS, m.conversation_id == c.id)
+                        .join(CHATS, c.chat_id == CHATS.c.id)
+                        .outerjoin(PERSONAS, PERSONAS.c.name == c.persona)
+                    )
+                    .where(m.id == question_id)
+                )
+            ).one()
+            turn_plan = plan(
+                ChatChoices(
+                    persona=row.conversation_persona,
+                    persona_prompt=row.persona_prompt,
+                    model=row.chat_model,
+                    default_model=row.default_model,
+                )
+            )
+            question = replace(_stored(row), status=MessageStatus.RESUMED)
+            conversation_id = question.conversation_id
+            history: list[StoredMessage] = []
+            if history_limit > 1:
+                # Later pending messages are left out: each is answered after this one.
+                later = await connection.scalar(
+                    select(func.count())
+                    .select_from(MESSAGES)
+                    .where(m.conversation_id == conversation_id, m.role == USER, m.id > question.id)
+                )
+                found = await _histories(
+                    connection, {conversation_id: history_limit - 1 + int(later or 0) + 1}
+                )
+                history = [
+                    stored
+                    for stored in found.get(conversation_id, [])
+                    if not (stored.role == USER and stored.id >= question.id)
+                ][-(history_limit - 1) :]
+            answer_id = await connection.scalar(
+                insert(MESSAGES)
+                .values(
+                    conversation_id=conversation_id,
+                    kind=MessageKind.CHAT,
+                    role=ASSISTANT,
+                    content="",
+                    status=MessageStatus.STREAMING,
+                    telegram_chat_id=question.telegram_chat_id,
+                    model=turn_plan.model,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .returning(m.id)
+            )
+        owner, session = row.provider_session_owner, row.provider_session
+        return BegunTurn(
+            plan=turn_plan,
+            conversation_id=conversation_id,
+            user_message_id=question.id,
+            answer_id=int(answer_id),
+            # The question last: answers to earlier ones come before it even if stored later.
+            history=(*history, question) if history_limit > 0 else (),
+            provider_sessions={} if owner is None or session is None else {owner: session},
+        )
 
     async def get_message(self, message_id: int) -> StoredMessage | None:
         """The message with this id, or None."""

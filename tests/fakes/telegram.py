@@ -714,11 +714,13 @@ class FakeTelegram:
         reply_to_message_id: int | None = None,
         message_thread_id: int | None = None,
         extra_entities: Sequence[Entity] = (),
+        deliver: bool = True,
     ) -> int:
         """A user writes ``text``; the message is stored and pushed. Returns its message_id.
 
         Commands and @mentions get their entities as Telegram makes them; ``entities`` adds
-        others (a text_mention, say) in ``extra_entities``."""
+        others (a text_mention, say) in ``extra_entities``. Without ``deliver`` no update is
+        pushed: one a bot took (and confirmed) before it stopped."""
         chat_id = user_id if chat_id is None else chat_id
         if chat_type is not None:
             self._chat_types[chat_id] = chat_type
@@ -735,7 +737,8 @@ class FakeTelegram:
             message_thread_id=message_thread_id,
             reply_to_message_id=reply_to_message_id,
         )
-        self.push_update({"message": self._message_json(message)})
+        if deliver:
+            self.push_update({"message": self._message_json(message)})
         return message.message_id
 
     def user_sends_photo(

@@ -1,0 +1,250 @@
+"""Messages a restart left unanswered are answered after it: once, in order, if recent."""
+
+from __future__ import annotations
+
+import signal
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from bot.inflight import ConversationLocks
+from bot.instances import lock_id
+from bot.messages import text as message_text
+from bot.storage.advisory import AdvisoryLocks
+from bot.storage.db import create_engine, migrate
+from bot.storage.models import Message, utcnow
+from bot.storage.store import MessageKind, MessageStatus, Store
+from tests.e2e import USER, bot_texts, until
+from tests.factories import make_config
+from tests.fakes.provider import Chunk, Delay, Role
+from tests.processes import GRACE, bot_process, terminated
+
+
+async def user_turns(config) -> list[tuple[str, str]]:
+    """Every stored user's message and its status, oldest first."""
+    engine = create_engine(config.database.url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                select(Message.content, Message.status)
+                .where(Message.role == "user")
+                .order_by(Message.id)
+            )
+            return [(row.content, row.status) for row in rows]
+    finally:
+        await engine.dispose()
+
+
+def replies_to(telegram, message_id: int) -> list[str]:
+    """The texts of the bot's messages replying to ``message_id`` in the user's chat."""
+    return [
+        m.text
+        for m in telegram.messages(USER, from_bot=True)
+        if m.reply_to_message_id == message_id
+    ]
+
+
+@pytest.mark.both_databases
+async def test_a_message_queued_at_sigterm_is_answered_after_the_restart_and_only_then(
+    telegram, provider, config, start_bot, tmp_path
+):
+    async with bot_process(
+        tmp_path, telegram, provider, config, streaming={"shutdown_grace": GRACE}
+    ) as process:
+        provider.enqueue(Role(), Chunk("The first answer"), Delay(60))
+        telegram.user_sends("first question")
+        await until(lambda: any("The first answer" in d.text for d in telegram.drafts()))
+        second = telegram.user_sends("second question")
+        await until(lambda: message_text("queued", "en") in bot_texts(telegram))
+        assert await terminated(process, GRACE) == 0
+
+    # Told it will be answered, not asked to send it again.
+    assert replies_to(telegram, second) == [
+        message_text("queued", "en"),
+        message_text("resume.queued", "en"),
+    ]
+    assert message_text("restarting", "en") not in bot_texts(telegram)
+    assert await user_turns(config) == [
+        ("first question", "complete"),
+        ("second question", "pending"),
+    ]
+
+    provider.enqueue_stream(["The second answer."])
+    async with start_bot(config):
+        await until(lambda: "The second answer." in replies_to(telegram, second))
+        await until(lambda: provider.requests[-1].json is not None)
+    request = provider.requests[1].json["messages"]
+    # In its place in the conversation: after the first exchange, as the newest turn.
+    assert [m["content"] for m in request[1:]] == [
+        "first question",
+        "The first answer",
+        "second question",
+    ]
+    assert await user_turns(config) == [
+        ("first question", "complete"),
+        ("second question", "resumed"),
+    ]
+
+    # A second restart leaves it alone.
+    shown = len(bot_texts(telegram))
+    async with start_bot(config):
+        telegram.user_sends("/help")
+        await until(lambda: len(bot_texts(telegram)) == shown + 1)
+    assert len(provider.requests) == 2
+    assert replies_to(telegram, second)[-1] == "The second answer."
+
+
+@pytest.mark.both_databases
+async def test_a_message_stored_before_a_crash_with_no_answer_begun_is_answered_after_restart(
+    telegram, provider, config, start_bot, tmp_path
+):
+    async with bot_process(tmp_path, telegram, provider, config) as process:
+        provider.enqueue(Delay(60), Role(), Chunk("never shown"))
+        asked = telegram.user_sends("Are you there?")
+        # The provider is asked only once the message and its empty answer are committed.
+        await until(lambda: len(provider.requests) == 1)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+
+    provider.enqueue_stream(["Yes, I am."])
+    async with start_bot(config):
+        await until(lambda: "Yes, I am." in replies_to(telegram, asked))
+    assert bot_texts(telegram) == ["Yes, I am."]
+    assert await user_turns(config) == [("Are you there?", "resumed")]
+    assert provider.requests[1].json["messages"][-1]["content"] == "Are you there?"
+
+    async with start_bot(config):
+        telegram.user_sends("/help")
+        await until(lambda: len(bot_texts(telegram)) == 2)
+    assert len(provider.requests) == 2
+
+
+async def test_a_resumed_answer_cut_by_another_crash_is_not_answered_a_third_time(
+    telegram, provider, config, start_bot, tmp_path
+):
+    async with bot_process(tmp_path, telegram, provider, config) as process:
+        provider.enqueue(Delay(60), Role(), Chunk("never shown"))
+        telegram.user_sends("Are you there?")
+        await until(lambda: len(provider.requests) == 1)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+
+    async with bot_process(tmp_path, telegram, provider, config) as process:
+        provider.enqueue(Delay(60), Role(), Chunk("never shown either"))
+        # The killed process's poll may still count as waiting: allow for a slow start-up.
+        await until(lambda: len(provider.requests) == 2, timeout=60)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+
+    async with start_bot(config):
+        await until(lambda: any("interrupted" in t for t in bot_texts(telegram)))
+    assert len(provider.requests) == 2
+    assert await user_turns(config) == [("Are you there?", "resumed")]
+
+
+async def _store_pending(config, text: str, telegram_message_id: int, age: timedelta) -> int:
+    """A pending message of the user's private chat, stored ``age`` ago."""
+    await migrate(config.database.url)
+    engine = create_engine(config.database.url)
+    try:
+        store = Store(engine)
+        await store.ensure_chat(USER, "private", language="en")
+        conversation = await store.active_conversation(USER, persona="default", thread_id=None)
+        message_id = await store.add_user_message(
+            conversation,
+            text=text,
+            user_id=USER,
+            telegram_chat_id=USER,
+            telegram_message_id=telegram_message_id,
+            status=MessageStatus.PENDING,
+        )
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(Message).where(Message.id == message_id).values(created_at=utcnow() - age)
+            )
+        return message_id
+    finally:
+        await engine.dispose()
+
+
+async def test_an_old_pending_message_gets_a_note_and_a_very_old_one_nothing(
+    telegram, provider, config, start_bot
+):
+    days_old = telegram.user_sends("asked days ago", deliver=False)
+    hours_old = telegram.user_sends("asked an hour ago", deliver=False)
+    await _store_pending(config, "asked days ago", days_old, timedelta(days=3))
+    await _store_pending(config, "asked an hour ago", hours_old, timedelta(hours=1))
+
+    async with start_bot(config):
+        await until(lambda: bool(bot_texts(telegram)))
+        telegram.user_sends("/help")
+        await until(lambda: len(bot_texts(telegram)) == 2)
+    assert replies_to(telegram, hours_old) == [message_text("resume.too_old", "en")]
+    assert replies_to(telegram, days_old) == []
+    assert not provider.requests
+    assert await user_turns(config) == [
+        ("asked days ago", "expired"),
+        ("asked an hour ago", "expired"),
+    ]
+
+
+async def test_a_pending_message_in_a_conversation_a_live_instance_holds_is_left_to_it(
+    telegram, provider, start_bot, postgres_url
+):
+    config = make_config(
+        telegram_base_url=telegram.base_url,
+        telegram_file_url=telegram.base_file_url,
+        provider_base_url=provider.base_url,
+        database=postgres_url,
+        streaming={"drafts": False},
+    )
+    asked = telegram.user_sends("still waiting", deliver=False)
+    await _store_pending(config, "still waiting", asked, timedelta(seconds=5))
+    other_instance = AdvisoryLocks(postgres_url, connections=1)
+    try:
+        # Another instance answers in the conversation right now.
+        async with (
+            ConversationLocks(other_instance, lock_id).hold((USER, None)),
+            start_bot(config),
+        ):
+            await telegram.wait_until_polling()
+    finally:
+        await other_instance.aclose()
+    assert not provider.requests
+    assert await user_turns(config) == [("still waiting", "pending")]
+
+    provider.enqueue_stream(["Answered at last."])
+    async with start_bot(config):
+        await until(lambda: "Answered at last." in replies_to(telegram, asked))
+    assert await user_turns(config) == [("still waiting", "resumed")]
+
+
+async def test_an_image_left_unfinished_by_a_crash_is_not_made_again(
+    telegram, provider, config, start_bot
+):
+    asked = telegram.user_sends("/image a red fox", deliver=False)
+    await migrate(config.database.url)
+    engine = create_engine(config.database.url)
+    try:
+        store = Store(engine)
+        await store.ensure_chat(USER, "private", language="en")
+        conversation = await store.active_conversation(USER, persona="default", thread_id=None)
+        await store.add_user_message(
+            conversation,
+            text="a red fox",
+            user_id=USER,
+            telegram_chat_id=USER,
+            telegram_message_id=asked,
+            kind=MessageKind.IMAGE,
+        )
+        await store.start_answer(
+            conversation, telegram_chat_id=USER, model="dall-e-3", kind=MessageKind.IMAGE
+        )
+    finally:
+        await engine.dispose()
+
+    async with start_bot(config):
+        await until(lambda: any("interrupted" in t for t in bot_texts(telegram)))
+    assert not provider.requests
+    assert await user_turns(config) == [("a red fox", "complete")]
