@@ -20,10 +20,11 @@ from telegram.constants import ChatType, MessageEntityType
 
 from bot.addressing import quoted_context
 from bot.config import ConversationScope
-from bot.context import build_messages, estimate_tokens, message_tokens
+from bot.context import build_messages, estimate_tokens, message_tokens, prompt_bound
 from bot.errors import ContextTooLong, InputError, ProviderError
 from bot.handlers.context import BotContext
 from bot.handlers.limits import too_fast
+from bot.handlers.quota import check_quota, record_usage, reservation_tokens
 from bot.inflight import ConversationKey as LockKey
 from bot.messages import Lang, cut_note, language_of, text, user_message
 from bot.model_choice import resolve_model
@@ -154,7 +155,8 @@ async def answer(
     message = update.effective_message
     assert message is not None
     lang = lang_of(update)
-    limit = context.services.config.context.max_prompt_chars
+    config = context.services.config
+    limit = config.context.max_prompt_chars
     if len(prompt) > limit:
         await context.reply(message, text("input.too_long", lang, length=len(prompt), limit=limit))
         return
@@ -167,6 +169,7 @@ async def answer(
             message,
             lang,
             lambda: _answer_in_turn(update, context, prompt, lang, images),
+            prompt_tokens=prompt_bound(prompt, len(images), config.context.max_tokens),
             unanswered=lambda: _keep_unanswered(update, context, prompt, images),
         )
     except DuplicateMessage:
@@ -180,25 +183,37 @@ async def take_turn(
     lang: Lang,
     work: Callable[[], Awaitable[None]],
     *,
+    prompt_tokens: int,
     unanswered: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run ``work`` when the conversation of ``message`` is free, saying so if it waits.
 
-    If the bot stops first, ``work`` never runs: ``unanswered`` keeps what it must and the
-    user is asked to send the message again.
+    ``prompt_tokens`` (at most) are reserved, with the answer's, on the sender's quotas;
+    over a quota ``work`` never runs. If the bot stops first, ``work`` never runs either:
+    ``unanswered`` keeps what it must and the user is asked to send the message again.
     """
     services = context.services
     if await too_fast(context, message, lang):
         return
+    quota = check_quota(context, message, lang, tokens=reservation_tokens(context, prompt_tokens))
     key = lock_key(message, services.config.context.scope)
+
+    async def say_queued() -> None:
+        if await quota.granted():
+            await context.reply(message, text("queued", lang))
 
     def queued() -> None:
         # Scheduled now but sent while waiting, so the queue position is taken first.
-        asyncio.get_running_loop().create_task(context.reply(message, text("queued", lang)))
+        asyncio.get_running_loop().create_task(say_queued())
 
     # Taken before any other await, so messages of one conversation are answered in order;
     # ``queued`` runs if an answer before it (on this instance or another) is still going.
-    async with services.stops.turn(services.conversations.hold(key, on_wait=queued)) as free:
+    async with (
+        services.stops.turn(services.conversations.hold(key, on_wait=queued)) as free,
+        quota.charging() as granted,
+    ):
+        if not granted:
+            return
         if free:
             await work()
             return
@@ -515,6 +530,7 @@ async def _finish(
     """Show the final text and store the answer, even if Telegram refuses the text."""
     answer_text = editor.text
     usage = outcome.usage or Usage(prompt_tokens, estimate_tokens(answer_text), estimated=True)
+    record_usage(usage.prompt_tokens + usage.completion_tokens, answered=bool(answer_text))
     shown, note = editor, outcome.note
     if not answer_text and turn.failure_editor is not None:
         # Nothing new to show: the answer this one was to replace stays as it is.

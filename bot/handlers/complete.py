@@ -29,7 +29,11 @@ async def complete_command(update: Update, context: BotContext) -> None:
         await context.reply(message, user_message(InputError("input.empty_complete"), lang))
         return
     await take_turn(
-        context, message, lang, lambda: _complete_in_turn(update, context, prompt, lang)
+        context,
+        message,
+        lang,
+        lambda: _complete_in_turn(update, context, prompt, lang),
+        prompt_tokens=estimate_tokens(prompt),
     )
 
 

@@ -24,6 +24,7 @@ from bot.handlers.chat import (
 )
 from bot.handlers.context import BotContext
 from bot.handlers.limits import too_fast
+from bot.handlers.quota import check_quota, record_usage
 from bot.image_options import image_caption, parse_image_command, truncate_utf16
 from bot.messages import Lang, text, user_message
 from bot.model_choice import effective_model
@@ -285,6 +286,15 @@ async def _produce(update: Update, context: BotContext, job: _Job, lang: Lang) -
     assert message is not None
     if await too_fast(context, message, lang):
         return
+    # An image request counts as a request; its tokens are not known (nor estimated).
+    async with check_quota(context, message, lang, tokens=0).charging() as granted:
+        if granted:
+            await _produce_granted(update, context, job, lang)
+
+
+async def _produce_granted(update: Update, context: BotContext, job: _Job, lang: Lang) -> None:
+    message = update.effective_message
+    assert message is not None
     services = context.services
     store = services.store
     chat_id = message.chat_id
@@ -316,6 +326,8 @@ async def _produce(update: Update, context: BotContext, job: _Job, lang: Lang) -
             answer_id, text="", status=MessageStatus.ERROR, error_kind=exc.kind.value
         )
         return
+    # The provider made them: they count, even if Telegram then refuses them.
+    record_usage(0, answered=True)
     try:
         revised = next((i.revised_prompt for i in images if i.revised_prompt), None)
         caption = image_caption(job.prompt, revised, text("image.revised", lang))
