@@ -44,16 +44,22 @@ class Measure(StrEnum):
     TOKENS = "tokens"
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class CounterKey:
-    """One counter's row: ``period`` is "2026-11-30" for a day, "2026-11" for a month.
-
-    Keys sort in the order every transaction touches their rows, so none deadlocks.
-    """
+    """One counter's row: ``period`` is "2026-11-30" for a day, "2026-11" for a month."""
 
     scope: Scope
     subject: int
     period: str
+
+
+def lock_order(key: CounterKey) -> tuple[bool, int, str]:
+    """The order every transaction touches counter rows in, so that none deadlocks.
+
+    A group's rows come last: all its members' requests wait for them, so each request
+    should hold them for the shortest time, from its last update to its commit.
+    """
+    return (key.scope is Scope.CHAT, key.subject, key.period)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +149,7 @@ def counters_for(
     admins: Iterable[int],
     now: datetime,
 ) -> tuple[Counter, ...]:
-    """The counters a request touches, in key order.
+    """The counters a request touches, in ``lock_order``.
 
     A bot admin's requests are counted (the figures stay true) but never limited, in a
     group's counters too.
@@ -156,7 +162,7 @@ def counters_for(
     if group:
         limits = QuotaLimits() if admin else chat_limits(quotas, chat_id)
         counters += _pair(Scope.CHAT, chat_id, limits, now)
-    return tuple(sorted(counters, key=lambda counter: counter.key))
+    return tuple(sorted(counters, key=lambda counter: lock_order(counter.key)))
 
 
 def _pair(scope: Scope, subject: int, limits: QuotaLimits, now: datetime) -> list[Counter]:

@@ -88,6 +88,18 @@ async def test_a_request_over_a_limit_holds_nothing_on_any_counter(store):
     assert figures[CHAT_DAY] == Figures(requests=1, tokens=0, reserved=10)
 
 
+async def test_the_refusal_names_the_full_counter_not_one_the_request_touched_before_it(store):
+    quotas = quotas_on(store)
+    # The user's counter is updated first and has room; the chat's then has none.
+    counters = [Counter(USER_DAY, requests=2), Counter(CHAT_DAY, requests=1)]
+    assert isinstance(await quotas.reserve(counters, 10), Hold)
+
+    refused = await quotas.reserve(counters, 10)
+
+    assert isinstance(refused, Refusal)
+    assert (refused.scope, refused.limit) == (Scope.CHAT, 1)
+
+
 async def test_tokens_are_granted_while_any_remain_and_refused_once_used_or_held(store):
     quotas = quotas_on(store)
     limited = [Counter(USER_DAY, tokens=1000)]

@@ -116,7 +116,7 @@ def test_a_group_has_its_own_limits_or_every_groups():
     assert chat_limits(quotas, -2002) == QuotaLimits(requests_per_day=30)
 
 
-def test_a_request_in_a_group_touches_the_users_and_the_chats_counters_in_key_order():
+def test_a_request_in_a_group_touches_the_users_counters_then_the_chats():
     quotas = quotas_config(
         roles={"default": {"requests_per_day": 10, "tokens_per_month": 900}},
         chats={"default": {"requests_per_month": 300}},
@@ -125,10 +125,10 @@ def test_a_request_in_a_group_touches_the_users_and_the_chats_counters_in_key_or
     counters = counters_for(quotas, user_id=42, chat_id=-100, group=True, admins=(), now=NOW)
 
     assert counters == (
-        Counter(CounterKey(Scope.CHAT, -100, "2026-11"), requests=300),
-        Counter(CounterKey(Scope.CHAT, -100, "2026-11-30")),
         Counter(CounterKey(Scope.USER, 42, "2026-11"), tokens=900),
         Counter(CounterKey(Scope.USER, 42, "2026-11-30"), requests=10),
+        Counter(CounterKey(Scope.CHAT, -100, "2026-11"), requests=300),
+        Counter(CounterKey(Scope.CHAT, -100, "2026-11-30")),
     )
 
 

@@ -9,6 +9,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from bot.handlers.context import SERVICES_KEY
 from bot.storage.db import create_engine
 from bot.storage.models import Message, QuotaUsage
 from tests.e2e import bot_texts, until
@@ -84,6 +85,10 @@ async def test_over_the_daily_limit_the_user_is_told_which_limit_and_when_it_res
     assert re.fullmatch(r"你今天的 2 次请求已用完，.*后重置（00:00 UTC）。", chinese)
     assert len(chat_requests(provider)) == 2, "refused requests never reach the provider"
     assert await user_turns_stored(config) == 2, "nor are they stored as turns"
+    refused = bot.bot_data[SERVICES_KEY].metrics.registry.get_sample_value(
+        "bot_quota_refusals_total", {"scope": "user", "period": "day", "measure": "requests"}
+    )
+    assert refused == 2
 
 
 @pytest.mark.both_databases
@@ -266,7 +271,7 @@ async def test_usage_chat_is_for_the_groups_administrators_and_the_bot_admins(
 
 async def test_without_quotas_nothing_is_counted(telegram, provider, config_for, start_bot):
     async with start_bot(config_for(streaming={"drafts": False})) as application:
-        assert application.bot_data["services"].quotas is None
+        assert application.bot_data[SERVICES_KEY].quotas is None
         telegram.user_sends("/usage")
         await until(lambda: bool(bot_texts(telegram)))
 

@@ -24,7 +24,7 @@ from bot.context import build_messages, estimate_tokens, message_tokens, prompt_
 from bot.errors import ContextTooLong, InputError, ProviderError
 from bot.handlers.context import BotContext
 from bot.handlers.limits import too_fast
-from bot.handlers.quota import check_quota, record_usage, reservation_tokens
+from bot.handlers.quota import check_quota, record_usage
 from bot.inflight import ConversationKey as LockKey
 from bot.messages import Lang, cut_note, language_of, text, user_message
 from bot.model_choice import resolve_model
@@ -195,7 +195,7 @@ async def take_turn(
     services = context.services
     if await too_fast(context, message, lang):
         return
-    quota = check_quota(context, message, lang, tokens=reservation_tokens(context, prompt_tokens))
+    quota = check_quota(context, message, lang, prompt_tokens=prompt_tokens)
     key = lock_key(message, services.config.context.scope)
 
     async def say_queued() -> None:

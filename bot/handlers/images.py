@@ -287,7 +287,7 @@ async def _produce(update: Update, context: BotContext, job: _Job, lang: Lang) -
     if await too_fast(context, message, lang):
         return
     # An image request counts as a request; its tokens are not known (nor estimated).
-    async with check_quota(context, message, lang, tokens=0).charging() as granted:
+    async with check_quota(context, message, lang, prompt_tokens=None).charging() as granted:
         if granted:
             await _produce_granted(update, context, job, lang)
 

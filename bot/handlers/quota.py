@@ -88,12 +88,21 @@ class QuotaCheck:
             await asyncio.shield(_settle(self._quotas, charge))
 
 
-def check_quota(context: BotContext, message: Message, lang: Lang, *, tokens: int) -> QuotaCheck:
-    """Start reserving a request and ``tokens`` for the sender of ``message`` in its chat."""
+def check_quota(
+    context: BotContext, message: Message, lang: Lang, *, prompt_tokens: int | None
+) -> QuotaCheck:
+    """Start reserving a request for the sender of ``message`` in its chat.
+
+    With ``prompt_tokens`` (at most what the prompt holds) it also reserves those and the
+    answer's allowance; None for a request whose tokens are not counted (images).
+    """
     services = context.services
     quotas = services.quotas
     if quotas is None:
         return QuotaCheck(None, None)
+    tokens = 0
+    if prompt_tokens is not None:
+        tokens = prompt_tokens + completion_allowance(services.config.providers)
     user = message.from_user
     counters = counters_for(
         services.config.quotas,
@@ -110,11 +119,6 @@ def check_quota(context: BotContext, message: Message, lang: Lang, *, tokens: in
     return QuotaCheck(quotas, reservation)
 
 
-def reservation_tokens(context: BotContext, prompt_tokens: int) -> int:
-    """Tokens to reserve for a request whose prompt is at most ``prompt_tokens``."""
-    return prompt_tokens + completion_allowance(context.services.config.providers)
-
-
 async def _reserve(
     context: BotContext,
     quotas: QuotaStore,
@@ -127,6 +131,9 @@ async def _reserve(
     """The hold, or None once the user has been told which limit refuses it."""
     outcome = await quotas.reserve(counters, tokens)
     if isinstance(outcome, Refusal):
+        context.services.metrics.quota_refusals.labels(
+            outcome.scope.value, outcome.period.value, outcome.measure.value
+        ).inc()
         logger.info(
             "quota refused a request in chat %s: %s %s per %s",
             message.chat_id,

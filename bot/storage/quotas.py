@@ -3,9 +3,9 @@
 A reservation is one transaction: the counters' rows are created if missing (INSERT … ON
 CONFLICT DO NOTHING), then each is updated only if it still has room (a conditional UPDATE
 whose WHERE is ``bot.quotas.exhausted`` in SQL). If any has none, the whole transaction
-rolls back: a request holds all its counters or none. Rows are always touched in key order,
-so concurrent reservations, settlements and expiries never deadlock on PostgreSQL; on
-SQLite the Store's write turn serialises them.
+rolls back: a request holds all its counters or none. Rows are always touched in
+``lock_order``, so concurrent reservations, settlements and expiries never deadlock on
+PostgreSQL; on SQLite the Store's write turn serialises them.
 
 What can still go over a token limit: an answer may use more than its reservation (the
 prompt estimate runs short of the provider's count, or a provider without ``max_tokens``
@@ -24,7 +24,16 @@ from sqlalchemy import CursorResult, Insert, Table, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.quotas import Counter, CounterKey, Figures, Ranked, Refusal, Scope, refusal
+from bot.quotas import (
+    Counter,
+    CounterKey,
+    Figures,
+    Ranked,
+    Refusal,
+    Scope,
+    lock_order,
+    refusal,
+)
 from bot.storage.models import Chat, QuotaHold, QuotaUsage, utcnow
 from bot.storage.store import Store
 
@@ -54,12 +63,8 @@ class Hold:
     tokens: int
 
 
-class _Refused(Exception):
-    """Rolls a reservation back; carries the refusal, or None to try again."""
-
-    def __init__(self, refused: Refusal | None) -> None:
-        super().__init__("refused")
-        self.refused = refused
+class _NoRoom(Exception):
+    """A counter has no room for the request: rolls its reservation back."""
 
 
 class QuotaStore:
@@ -81,14 +86,18 @@ class QuotaStore:
         """Take one request and ``tokens`` on every counter, or nothing and say why."""
         now = self._clock()
         await self._sweep_if_due(now)
-        ordered = sorted(counters, key=lambda counter: counter.key)
+        ordered = sorted(counters, key=lambda counter: lock_order(counter.key))
         for _ in range(RESERVE_ATTEMPTS):
             try:
                 async with self._store.transaction() as connection:
                     return await _reserve(connection, ordered, tokens, now, now + self._hold_for)
-            except _Refused as exc:
-                if exc.refused is not None:
-                    return exc.refused
+            except _NoRoom:
+                # Read after the rollback: inside, the counters updated before the full one
+                # would count this request already.
+                figures = await self.figures([counter.key for counter in ordered])
+                refused = refusal(ordered, figures, tokens, now)
+                if refused is not None:
+                    return refused
         raise RuntimeError("quota counters kept changing during a reservation")
 
     async def settle(self, hold: Hold, tokens: int) -> None:
@@ -109,7 +118,7 @@ class QuotaStore:
             if not (held or used or refund):
                 return
             u = USAGE.c
-            for key in sorted(hold.keys):
+            for key in sorted(hold.keys, key=lock_order):
                 await connection.execute(
                     update(USAGE)
                     .where(*_key_is(key))
@@ -136,7 +145,7 @@ class QuotaStore:
                 expired += 1
                 for key in _keys(row.counters):
                     released[key] = released.get(key, 0) + row.tokens
-            for key in sorted(released):
+            for key in sorted(released, key=lock_order):
                 await connection.execute(
                     update(USAGE)
                     .where(*_key_is(key))
@@ -205,7 +214,7 @@ async def _reserve(
     now: datetime,
     expires_at: datetime,
 ) -> Hold:
-    """The statements of one reservation; raises ``_Refused`` to roll it back."""
+    """The statements of one reservation; raises ``_NoRoom`` to roll it back."""
     if not counters:
         return Hold(None, (), tokens)
     rows = [
@@ -235,8 +244,7 @@ async def _reserve(
             .values(requests=u.requests + 1, reserved=u.reserved + tokens, updated_at=now)
         )
         if cast("CursorResult[Any]", result).rowcount == 0:
-            figures = await _figures(connection, [c.key for c in counters])
-            raise _Refused(refusal(counters, figures, tokens, now))
+            raise _NoRoom(counter.key)
     keys = tuple(counter.key for counter in counters)
     if tokens <= 0:
         return Hold(None, keys, tokens)
