@@ -13,7 +13,7 @@ from bot.handlers.context import SERVICES_KEY
 from bot.storage.db import create_engine
 from bot.storage.models import Message, QuotaUsage
 from tests.e2e import bot_texts, until
-from tests.fakes.provider import Chunk, Done, Finish, Role, UsageChunk
+from tests.fakes.provider import Chunk, Done, ErrorResponse, Finish, Role, UsageChunk
 
 USER = 42
 ADMIN = 7
@@ -212,6 +212,20 @@ async def test_every_kind_of_request_counts(telegram, provider, bot):
     assert len(provider.requests) == 2
 
 
+async def test_an_image_the_provider_refuses_does_not_count(telegram, provider, bot):
+    provider.enqueue_images(ErrorResponse(400, CONTENT_POLICY))
+    telegram.user_sends("/image a fox")
+    await until(lambda: any("content policy" in t for t in bot_texts(telegram)))
+    for n in (1, 2):
+        telegram.user_sends(f"/image fox {n}")
+        await until(lambda n=n: len(telegram.calls_to("sendPhoto")) == n)
+    telegram.user_sends("/image fox 3")
+    await until(lambda: len(refusals(telegram)) == 1)
+
+    assert len(provider.requests) == 3
+    assert len(telegram.calls_to("sendPhoto")) == 2
+
+
 async def test_usage_shows_ones_own_figures_and_in_a_group_the_groups(telegram, provider, bot):
     telegram.user_sends("/chat hello", chat_id=GROUP, user_id=USER)
     await until(lambda: "echo: hello" in bot_texts(telegram, GROUP))
@@ -247,10 +261,11 @@ async def test_usage_all_is_for_bot_admins_only(telegram, provider, bot):
 
 
 async def test_usage_chat_is_for_the_groups_administrators_and_the_bot_admins(
-    telegram, provider, bot
+    telegram, provider, bot, config
 ):
     telegram.user_sends("/chat hi", chat_id=GROUP, user_id=USER)
     await until(lambda: "echo: hi" in bot_texts(telegram, GROUP))
+    await settled(config)  # both views below then show the same figures
 
     telegram.user_sends("/usage chat", chat_id=GROUP, user_id=BOB)
     await until(lambda: any("administrators" in t for t in bot_texts(telegram, GROUP)))
