@@ -37,6 +37,7 @@ from bot.handlers.models import MODELS_PREFIX, models_button, models_command
 from bot.handlers.persona import PERSONA_PREFIX, persona_button, persona_command
 from bot.handlers.retry import retry_command
 from bot.handlers.stop import draft_stopped, is_draft_stop, stop_button_pressed
+from bot.handlers.usage import usage_command
 from bot.services import Services
 from bot.telegram_requests import CountingRequest
 
@@ -89,6 +90,7 @@ def build_application(services: Services) -> BotApplication:
     application.add_handler(CommandHandler("persona", persona_command))
     application.add_handler(CallbackQueryHandler(persona_button, pattern=f"^{PERSONA_PREFIX}"))
     application.add_handler(CommandHandler("models", models_command))
+    application.add_handler(CommandHandler("usage", usage_command))
     application.add_handler(CallbackQueryHandler(models_button, pattern=f"^{MODELS_PREFIX}"))
     application.add_handler(
         MessageHandler(filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, chat_message)

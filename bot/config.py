@@ -29,6 +29,8 @@ DEFAULT_COMPLETIONS_MODEL = "gpt-3.5-turbo-instruct"
 DEFAULT_IMAGES_MODEL = "dall-e-3"
 DEFAULT_IMAGE_EDITS_MODEL = "dall-e-2"
 DEFAULT_PERSONA_PROMPT = "You are a helpful assistant."
+# The quota role of everyone not listed in another, and the key of every group's limits.
+DEFAULT_ROLE = "default"
 # The most images one /image may ask for: OpenAI's limit, and a Telegram album's size.
 MAX_IMAGES = 10
 
@@ -107,6 +109,54 @@ class LimitsConfig:
 
     # Requests (answers, completions, edits, images) per user in any 60 seconds; 0: no limit.
     user_requests_per_minute: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaLimits:
+    """Requests and tokens allowed per UTC day and UTC month; 0 (or absent): no limit."""
+
+    requests_per_day: int = 0
+    requests_per_month: int = 0
+    tokens_per_day: int = 0
+    tokens_per_month: int = 0
+
+    @property
+    def limited(self) -> bool:
+        """Whether any of the four is a limit."""
+        return any(
+            (
+                self.requests_per_day,
+                self.requests_per_month,
+                self.tokens_per_day,
+                self.tokens_per_month,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRole(QuotaLimits):
+    """The limits of the users listed; the role ``default`` is everyone else's."""
+
+    users: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QuotasConfig:
+    """Per-user and per-chat quotas (``quotas:``); no limit anywhere: nothing is counted."""
+
+    # Role name -> its users and limits; "default" holds everyone not listed in another.
+    roles: Mapping[str, QuotaRole] = field(default_factory=dict)
+    # "default" -> the limits of every group; a chat id -> that chat's own. Private chats
+    # are limited by their user's limits only.
+    chats: Mapping[str, QuotaLimits] = field(default_factory=dict)
+    # Minutes after which a reservation never settled (the bot died mid-answer) is dropped.
+    hold_minutes: int = 60
+
+    @property
+    def active(self) -> bool:
+        """Whether any limit is set, and so whether requests are counted at all."""
+        limits = (*self.roles.values(), *self.chats.values())
+        return any(limit.limited for limit in limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +307,7 @@ class Config:
     ops: OpsConfig = field(default_factory=OpsConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    quotas: QuotasConfig = field(default_factory=QuotasConfig)
 
     def persona(self, name: str | None) -> PersonaConfig:
         """Return the persona called ``name``, or the first one."""
@@ -359,6 +410,36 @@ def _check(config: Config) -> None:
         if name in names[:i]:
             raise ConfigError(f"personas[{i}].name", f"duplicate persona name {name!r}")
     _check_limits(config)
+    _check_quotas(config.quotas)
+
+
+def _check_quotas(quotas: QuotasConfig) -> None:
+    """Limits are counts, a user has one role, and chats are named by their ids."""
+    role_of: dict[int, str] = {}
+    for name, role in quotas.roles.items():
+        path = f"quotas.roles.{name}"
+        _check_quota_limits(path, role)
+        if name == DEFAULT_ROLE and role.users:
+            raise ConfigError(f"{path}.users", "the default role is everyone's; it lists no users")
+        for user in role.users:
+            if user in role_of:
+                raise ConfigError(
+                    f"{path}.users", f"user {user} is in role {role_of[user]!r} already"
+                )
+            role_of[user] = name
+    for key, limits in quotas.chats.items():
+        path = f"quotas.chats.{key}"
+        if key != DEFAULT_ROLE and not re.fullmatch(r"-?\d+", key):
+            raise ConfigError(path, "keys are chat ids (e.g. -1001234567890) or default")
+        _check_quota_limits(path, limits)
+    if quotas.hold_minutes <= 0:
+        raise ConfigError("quotas.hold_minutes", "must be positive")
+
+
+def _check_quota_limits(path: str, limits: QuotaLimits) -> None:
+    for key in ("requests_per_day", "requests_per_month", "tokens_per_day", "tokens_per_month"):
+        if getattr(limits, key) < 0:
+            raise ConfigError(f"{path}.{key}", "must not be negative (0: no limit)")
 
 
 def _check_provider(path: str, provider: ProviderConfig) -> None:
@@ -481,7 +562,8 @@ def _build(tp: Any, value: object, path: str, env: Mapping[str, str]) -> Any:  #
     if origin is Mapping:
         if not isinstance(value, dict):
             raise ConfigError(path, "expected a mapping")
-        return {str(k): _build(str, v, _join(path, str(k)), env) for k, v in value.items()}
+        (_key_tp, value_tp) = get_args(tp)
+        return {str(k): _build(value_tp, v, _join(path, str(k)), env) for k, v in value.items()}
     if origin in (Union, types.UnionType):
         if value is None and type(None) in get_args(tp):
             return None

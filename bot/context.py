@@ -36,6 +36,14 @@ def message_tokens(message: ChatMessage) -> int:
     return estimate_tokens(message.content) + MESSAGE_OVERHEAD_TOKENS + images
 
 
+def prompt_bound(text: str, images: int, max_tokens: int) -> int:
+    """The most tokens ``build_messages`` sends with a new message ``text`` (and ``images``).
+
+    The history is trimmed to ``max_tokens``, but the new message is kept however long.
+    """
+    return max_tokens + estimate_tokens(text) + MESSAGE_OVERHEAD_TOKENS + IMAGE_TOKENS * images
+
+
 def build_messages(
     system_prompt: str,
     history: Sequence[ChatMessage],

@@ -24,6 +24,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
             "/persona - show or change the assistant's persona\n"
             "/models - show the models and choose this chat's\n"
             "/image TEXT - draw a picture; /edit TEXT as a reply to a photo changes it\n"
+            "/usage - your usage and limits (admins: /usage all, /usage chat)\n"
             "/help - this help\n\n"
             "I remember the conversation until you send /new."
         ),
@@ -37,6 +38,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
             "/persona - 查看或切换助手角色\n"
             "/models - 查看模型并为本聊天选择模型\n"
             "/image 文本 - 生成图片；回复图片并发送 /edit 文本 可修改图片\n"
+            "/usage - 查看用量和额度（管理员：/usage all、/usage chat）\n"
             "/help - 查看帮助\n\n"
             "在你发送 /new 之前，我会记住对话内容。"
         ),
@@ -195,6 +197,97 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
     "limits.too_fast": {
         "en": "⏳ Too many requests: at most {limit} a minute. Please try again in {seconds} s.",
         "zh": "⏳ 请求太频繁：每分钟最多 {limit} 次。请在 {seconds} 秒后再试。",
+    },
+    # quotas and /usage
+    "command.usage": {"en": "Your usage and limits", "zh": "查看用量和额度"},
+    "quota.user.requests": {
+        "en": "You have used your {limit} requests for {period}; it resets in {wait} ({reset}).",
+        "zh": "你{period}的 {limit} 次请求已用完，{wait}后重置（{reset}）。",
+    },
+    "quota.user.tokens": {
+        "en": "You have used your {limit} tokens for {period}; it resets in {wait} ({reset}).",
+        "zh": "你{period}的 {limit} 个 token 已用完，{wait}后重置（{reset}）。",
+    },
+    "quota.chat.requests": {
+        "en": "This chat has used its {limit} requests for {period}; it resets in {wait} "
+        "({reset}).",
+        "zh": "本群{period}的 {limit} 次请求已用完，{wait}后重置（{reset}）。",
+    },
+    "quota.chat.tokens": {
+        "en": "This chat has used its {limit} tokens for {period}; it resets in {wait} ({reset}).",
+        "zh": "本群{period}的 {limit} 个 token 已用完，{wait}后重置（{reset}）。",
+    },
+    "quota.period.day": {"en": "today", "zh": "今天"},
+    "quota.period.month": {"en": "this month", "zh": "本月"},
+    "quota.wait.days": {"en": "{days} d {hours} h", "zh": "{days} 天 {hours} 小时"},
+    "quota.wait.hours": {"en": "{hours} h {minutes} min", "zh": "{hours} 小时 {minutes} 分钟"},
+    "quota.wait.minutes": {"en": "{minutes} min", "zh": "{minutes} 分钟"},
+    "usage.off": {
+        "en": "No quotas are set for this bot, so usage is not counted.",
+        "zh": "此机器人未设置额度，因此不统计用量。",
+    },
+    "usage.title": {"en": "📊 Your usage", "zh": "📊 你的用量"},
+    "usage.role": {"en": "Limits of the role {role}.", "zh": "额度角色：{role}。"},
+    "usage.admin": {
+        "en": "You are a bot admin: no limits apply to you.",
+        "zh": "你是机器人管理员，不受额度限制。",
+    },
+    "usage.chat_title": {"en": "📊 This chat: {name}", "zh": "📊 本群：{name}"},
+    "usage.day": {
+        "en": "Today (resets in {wait}, {reset}):",
+        "zh": "今天（{wait}后重置，{reset}）：",
+    },
+    "usage.month": {
+        "en": "This month (resets in {wait}, {reset}):",
+        "zh": "本月（{wait}后重置，{reset}）：",
+    },
+    "usage.requests": {"en": "• requests: {used}", "zh": "• 请求：{used} 次"},
+    "usage.tokens": {"en": "• tokens: {used}", "zh": "• token：{used}"},
+    "usage.limit": {
+        "en": " of {limit} ({left} left)",
+        "zh": "，上限 {limit}（剩余 {left}）",
+    },
+    "usage.unlimited": {"en": " (no limit)", "zh": "（不限）"},
+    "usage.held": {
+        "en": "; {held} held for answers in progress",
+        "zh": "；{held} 预留给进行中的回答",
+    },
+    "usage.all_title": {"en": "📊 Everyone's usage", "zh": "📊 全部用量"},
+    "usage.all_totals": {
+        "en": "{users} users: {requests} requests, {tokens} tokens",
+        "zh": "{users} 位用户：{requests} 次请求，{tokens} token",
+    },
+    "usage.top_users": {"en": "Top users:", "zh": "用量最多的用户："},
+    "usage.top_chats": {"en": "Top group chats:", "zh": "用量最多的群："},
+    "usage.rank": {
+        "en": "{n}. {name}: {requests} requests, {tokens} tokens",
+        "zh": "{n}. {name}：{requests} 次请求，{tokens} token",
+    },
+    "usage.user_name": {"en": "user {id}", "zh": "用户 {id}"},
+    "usage.nobody": {"en": "nobody yet", "zh": "暂无"},
+    "usage.all_not_allowed": {
+        "en": "Only the bot's admins can see everyone's usage.",
+        "zh": "只有机器人管理员可以查看全部用量。",
+    },
+    "usage.chat_not_allowed": {
+        "en": "Only this group's administrators and the bot's admins can see its usage.",
+        "zh": "只有本群管理员和机器人管理员可以查看本群用量。",
+    },
+    "usage.other_chat_not_allowed": {
+        "en": "Only the bot's admins can see another chat's usage.",
+        "zh": "只有机器人管理员可以查看其他聊天的用量。",
+    },
+    "usage.private_chat": {
+        "en": "A private chat has no limits of its own; /usage shows yours.",
+        "zh": "私聊没有单独的额度；发送 /usage 查看你自己的用量。",
+    },
+    "usage.bad_chat": {
+        "en": "“{value}” is not a chat id. Use /usage chat or /usage chat -1001234567890.",
+        "zh": "“{value}” 不是聊天 ID。请使用 /usage chat 或 /usage chat -1001234567890。",
+    },
+    "usage.usage": {
+        "en": "Use /usage, /usage chat [CHAT_ID] or /usage all.",
+        "zh": "用法：/usage、/usage chat [聊天ID] 或 /usage all。",
     },
     "access.refused": {
         "en": "Sorry, this bot is private and you are not on its list of users.",

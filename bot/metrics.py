@@ -43,6 +43,12 @@ class Metrics:
             ["provider", "kind"],
             registry=registry,
         )
+        self.quota_refusals = Counter(
+            "bot_quota_refusals",
+            "Requests refused by a quota, by whose (user, chat), period and measure.",
+            ["scope", "period", "measure"],
+            registry=registry,
+        )
         self.telegram_calls = Counter(
             "bot_telegram_calls",
             "Telegram calls through the outbox, by method and outcome (ok, retry_after, error).",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from bot.access import Access
 from bot.config import Config
@@ -14,6 +15,7 @@ from bot.ops import Readiness
 from bot.providers.service import ProviderService
 from bot.rate_limit import RateLimiter
 from bot.stop_relay import StopRelay
+from bot.storage.quotas import QuotaStore
 from bot.storage.store import Store
 from bot.streaming.editor import DraftSupport
 from bot.streaming.outbox import Outbox
@@ -42,6 +44,8 @@ class Services:
     refused_told: RecentKeys = field(default_factory=lambda: RecentKeys(TOLD_USERS))
     # Each user's recent requests (limits.user_requests_per_minute).
     rate_limit: RateLimiter = field(default_factory=lambda: RateLimiter(0))
+    # The quota counters; None when no quota is configured (nothing is counted then).
+    quotas: QuotaStore | None = None
 
     @classmethod
     def create(
@@ -78,6 +82,9 @@ class Services:
             stops=shared.stops,
             stop_relay=shared.stop_relay,
             rate_limit=RateLimiter(config.limits.user_requests_per_minute),
+            quotas=QuotaStore(store, hold_for=timedelta(minutes=config.quotas.hold_minutes))
+            if config.quotas.active
+            else None,
         )
         metrics = services.metrics
         providers.on_error = metrics.provider_error

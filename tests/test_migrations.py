@@ -22,6 +22,8 @@ from tests.fakes.databases import sqlite_url
 EXPECTED_COLUMNS = {
     "chats": {"id", "type", "title", "language", "persona", "model", "created_at", "updated_at"},
     "model_defaults": {"capability", "model", "set_by", "updated_at"},
+    "quota_usage": {"scope", "subject", "period", "requests", "tokens", "reserved", "updated_at"},
+    "quota_holds": {"id", "tokens", "counters", "expires_at"},
     "personas": {"name", "description", "prompt", "updated_at"},
     "conversations": {
         "id",
@@ -126,7 +128,7 @@ async def test_migrating_twice_changes_nothing_and_keeps_the_data(tmp_path: Path
             assert await connection.scalar(text("SELECT count(*) FROM chats")) == 1
     finally:
         await engine.dispose()
-    assert await _version(url) == "0003"
+    assert await _version(url) == "0004"
 
 
 async def test_migrated_sqlite_file_is_in_wal_mode(tmp_path: Path) -> None:

@@ -20,11 +20,12 @@ from telegram.constants import ChatType, MessageEntityType
 
 from bot.addressing import quoted_context, quoted_image
 from bot.config import ConversationScope
-from bot.context import build_messages, estimate_tokens, message_tokens
+from bot.context import build_messages, estimate_tokens, message_tokens, prompt_bound
 from bot.errors import ContextTooLong, InputError, ProviderError
 from bot.handlers.context import BotContext
 from bot.handlers.limits import too_fast
 from bot.handlers.photos import seen_images
+from bot.handlers.quota import check_quota, record_usage
 from bot.inflight import ConversationKey as LockKey
 from bot.messages import Lang, cut_note, language_of, text, user_message
 from bot.model_choice import resolve_model
@@ -172,6 +173,9 @@ async def answer(
             message,
             lang,
             lambda: _answer_in_turn(update, context, prompt, lang, images),
+            prompt_tokens=prompt_bound(
+                prompt, len(images), context.services.config.context.max_tokens
+            ),
             unanswered=lambda: _keep_unanswered(update, context, prompt, images),
         )
     except DuplicateMessage:
@@ -198,28 +202,37 @@ async def take_turn(
     lang: Lang,
     work: Callable[[], Awaitable[None]],
     *,
+    prompt_tokens: int,
     unanswered: Unanswered | None = None,
     held: bool = False,
 ) -> None:
     """Run ``work`` when the conversation of ``message`` is free, saying so if it waits.
 
-    ``held``: the caller holds the conversation already. If the bot stops first, ``work``
-    never runs: ``unanswered`` keeps what it must and names the note to reply (by default
-    the user is asked to send the message again).
+    ``prompt_tokens`` (at most) are reserved, with the answer's, on the sender's quotas;
+    over a quota ``work`` never runs. ``held``: the caller holds the conversation already.
+    If the bot stops first, ``work`` never runs: ``unanswered`` keeps what it must and
+    names the note to reply (by default the user is asked to send the message again).
     """
     services = context.services
     if await too_fast(context, message, lang):
         return
+    quota = check_quota(context, message, lang, prompt_tokens=prompt_tokens)
     key = lock_key(message, services.config.context.scope)
+
+    async def say_queued() -> None:
+        if await quota.granted():
+            await context.reply(message, text("queued", lang))
 
     def queued() -> None:
         # Scheduled now but sent while waiting, so the queue position is taken first.
-        asyncio.get_running_loop().create_task(context.reply(message, text("queued", lang)))
+        asyncio.get_running_loop().create_task(say_queued())
 
     # Taken before any other await, so messages of one conversation are answered in order;
     # ``queued`` runs if an answer before it (on this instance or another) is still going.
     hold = contextlib.nullcontext() if held else services.conversations.hold(key, on_wait=queued)
-    async with services.stops.turn(hold) as free:
+    async with services.stops.turn(hold) as free, quota.charging() as granted:
+        if not granted:
+            return
         if free:
             await work()
             return
@@ -247,6 +260,7 @@ async def answer_pending(update: Update, context: BotContext, question_id: int) 
             message,
             lang,
             lambda: _answer_in_turn(update, context, prompt, lang, resumes=question_id),
+            prompt_tokens=prompt_bound(prompt, 0, context.services.config.context.max_tokens),
             unanswered=stay_pending,
             held=True,
         )
@@ -579,6 +593,7 @@ async def _finish(
     """Show the final text and store the answer, even if Telegram refuses the text."""
     answer_text = editor.text
     usage = outcome.usage or Usage(prompt_tokens, estimate_tokens(answer_text), estimated=True)
+    record_usage(usage.prompt_tokens + usage.completion_tokens, answered=bool(answer_text))
     shown, note = editor, outcome.note
     if not answer_text and turn.failure_editor is not None:
         # Nothing new to show: the answer this one was to replace stays as it is.

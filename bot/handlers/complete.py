@@ -31,7 +31,11 @@ async def complete_command(update: Update, context: BotContext) -> None:
     if await too_long(context, message, prompt, lang):
         return
     await take_turn(
-        context, message, lang, lambda: _complete_in_turn(update, context, prompt, lang)
+        context,
+        message,
+        lang,
+        lambda: _complete_in_turn(update, context, prompt, lang),
+        prompt_tokens=estimate_tokens(prompt),
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from telegram import Update
 
-from bot.context import estimate_tokens
+from bot.context import estimate_tokens, message_tokens
 from bot.errors import InputError, ModelNotFound, Unsupported
 from bot.handlers.chat import command_argument, lang_of, stream_reply, take_turn, too_long
 from bot.handlers.context import BotContext
@@ -94,7 +94,18 @@ async def edit_command(update: Update, context: BotContext) -> None:
         return
     if await too_long(context, message, task.prompt, lang):
         return
-    await take_turn(context, message, lang, lambda: _edit_in_turn(update, context, task, lang))
+    await take_turn(
+        context,
+        message,
+        lang,
+        lambda: _edit_in_turn(update, context, task, lang),
+        prompt_tokens=edit_prompt_tokens(task),
+    )
+
+
+def edit_prompt_tokens(task: EditTask) -> int:
+    """The most tokens an edit sends: the rewrite prompt, the instruction and the text."""
+    return sum(message_tokens(m) for m in rewrite_request(task, "", None).messages)
 
 
 async def _edit_in_turn(update: Update, context: BotContext, task: EditTask, lang: Lang) -> None:

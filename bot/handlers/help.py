@@ -17,6 +17,7 @@ MENU_COMMANDS = (
     "complete",
     "persona",
     "models",
+    "usage",
     "help",
 )
 

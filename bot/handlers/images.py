@@ -28,6 +28,7 @@ from bot.handlers.chat import (
 from bot.handlers.context import BotContext
 from bot.handlers.limits import too_fast
 from bot.handlers.photos import download_image, seen_images
+from bot.handlers.quota import check_quota, record_usage
 from bot.image_options import image_caption, parse_image_command, truncate_utf16
 from bot.inflight import unless_stopped
 from bot.messages import Lang, text, user_message
@@ -256,6 +257,15 @@ async def _produce(update: Update, context: BotContext, job: _Job, lang: Lang) -
     assert message is not None
     if await too_fast(context, message, lang):
         return
+    # An image request counts as a request; its tokens are not known (nor estimated).
+    async with check_quota(context, message, lang, prompt_tokens=None).charging() as granted:
+        if granted:
+            await _produce_granted(update, context, job, lang)
+
+
+async def _produce_granted(update: Update, context: BotContext, job: _Job, lang: Lang) -> None:
+    message = update.effective_message
+    assert message is not None
     services = context.services
     # A turn of its own (no conversation lock): a stopping bot waits for it like an answer.
     async with services.stops.turn(contextlib.nullcontext()) as free:
@@ -309,6 +319,8 @@ async def _produce_in_turn(update: Update, context: BotContext, job: _Job, lang:
         await store.finish_answer(answer_id, text="", status=status)
         services.metrics.answers.labels(status.value).inc()
         return
+    # The provider made them: they count, even if Telegram then refuses them.
+    record_usage(0, answered=True)
     try:
         revised = next((i.revised_prompt for i in images if i.revised_prompt), None)
         caption = image_caption(job.prompt, revised, text("image.revised", lang))

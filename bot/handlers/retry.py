@@ -42,7 +42,14 @@ async def retry_command(update: Update, context: BotContext) -> None:
         return
     lang = lang_of(update)
     # In the conversation's turn: an answer still streaming is finished before it is redone.
-    await take_turn(context, message, lang, lambda: _retry_in_turn(update, context, lang))
+    await take_turn(
+        context,
+        message,
+        lang,
+        lambda: _retry_in_turn(update, context, lang),
+        # The history sent is trimmed to this (unless the question alone is longer).
+        prompt_tokens=context.services.config.context.max_tokens,
+    )
 
 
 def answer_to_replace(answers: Sequence[StoredMessage]) -> StoredMessage | None:

@@ -167,3 +167,34 @@ class Message(Base):
     error_kind: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class QuotaUsage(Base):
+    """One quota counter: a user's or a group's requests and tokens in a UTC day or month."""
+
+    __tablename__ = "quota_usage"
+    __table_args__ = (Index("ix_quota_usage_period_scope", "period", "scope"),)
+
+    # "user" or "chat"; the user's or chat's id.
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)
+    subject: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # "2026-11-30" for a day, "2026-11" for a month.
+    period: Mapped[str] = mapped_column(String(10), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Tokens held for answers in flight, until they settle with what they used.
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class QuotaHold(Base):
+    """Tokens one answer in flight holds on its counters; dropped when it settles or expires."""
+
+    __tablename__ = "quota_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    # The counters held, as [scope, subject, period] lists.
+    counters: Mapped[list[list[Any]]] = mapped_column(JSON)
+    # A hold its answer never settled (the process died) is released after this.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -992,6 +992,14 @@ class Store:
                 return False
             await session.delete(row)
             return True
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A write transaction for queries kept in other modules, in turn with this Store's."""
+        return self._core_writing()
+
+    def reader(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for reads kept in other modules."""
+        return self._engine.connect()
 
 
 def _conversation_key(

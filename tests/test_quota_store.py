@@ -1,0 +1,233 @@
+"""The quota counters on SQLite and PostgreSQL: all-or-nothing reservations, no overspend
+under concurrency, settling, releasing, and holds a crashed process left behind."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.quotas import Counter, CounterKey, Figures, Measure, Period, Refusal, Scope
+from bot.storage.db import create_engine
+from bot.storage.quotas import Hold, QuotaStore
+from bot.storage.store import Store
+
+NOW = datetime(2026, 11, 30, 18, 47, tzinfo=UTC)
+USER_DAY = CounterKey(Scope.USER, 42, "2026-11-30")
+USER_MONTH = CounterKey(Scope.USER, 42, "2026-11")
+CHAT_DAY = CounterKey(Scope.CHAT, -100, "2026-11-30")
+HOUR = timedelta(hours=1)
+
+
+class Clock:
+    """A settable clock for the store's notion of now."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def quotas_on(store: Store, clock: Clock | None = None) -> QuotaStore:
+    return QuotaStore(store, hold_for=HOUR, clock=clock or Clock())
+
+
+async def test_a_reservation_takes_a_request_and_its_tokens_on_every_counter(store):
+    quotas = quotas_on(store)
+    counters = [Counter(USER_DAY, requests=5, tokens=1000), Counter(USER_MONTH), Counter(CHAT_DAY)]
+
+    hold = await quotas.reserve(counters, 300)
+
+    assert isinstance(hold, Hold)
+    assert hold.id is not None
+    assert await quotas.figures([USER_DAY, USER_MONTH, CHAT_DAY]) == {
+        USER_DAY: Figures(requests=1, tokens=0, reserved=300),
+        USER_MONTH: Figures(requests=1, tokens=0, reserved=300),
+        CHAT_DAY: Figures(requests=1, tokens=0, reserved=300),
+    }
+
+
+async def test_settling_counts_the_tokens_used_and_drops_the_reservation(store):
+    quotas = quotas_on(store)
+    hold = await quotas.reserve([Counter(USER_DAY, tokens=1000), Counter(USER_MONTH)], 300)
+    assert isinstance(hold, Hold)
+
+    await quotas.settle(hold, 412)
+
+    figures = await quotas.figures([USER_DAY, USER_MONTH])
+    assert figures[USER_DAY] == Figures(requests=1, tokens=412, reserved=0)
+    assert figures[USER_MONTH] == Figures(requests=1, tokens=412, reserved=0)
+
+
+async def test_releasing_gives_back_the_request_and_the_reservation(store):
+    quotas = quotas_on(store)
+    hold = await quotas.reserve([Counter(USER_DAY, requests=1)], 300)
+    assert isinstance(hold, Hold)
+
+    await quotas.release(hold)
+
+    assert (await quotas.figures([USER_DAY]))[USER_DAY] == Figures(0, 0, 0)
+    assert isinstance(await quotas.reserve([Counter(USER_DAY, requests=1)], 300), Hold)
+
+
+async def test_a_request_over_a_limit_holds_nothing_on_any_counter(store):
+    quotas = quotas_on(store)
+    first = await quotas.reserve([Counter(CHAT_DAY, requests=1), Counter(USER_DAY)], 10)
+    assert isinstance(first, Hold)
+
+    refused = await quotas.reserve([Counter(CHAT_DAY, requests=1), Counter(USER_DAY)], 10)
+
+    assert refused == Refusal(
+        Scope.CHAT, Period.DAY, Measure.REQUESTS, 1, datetime(2026, 12, 1, tzinfo=UTC)
+    )
+    # The user's counter, updated before the chat's failed, was rolled back with it.
+    figures = await quotas.figures([CHAT_DAY, USER_DAY])
+    assert figures[USER_DAY] == Figures(requests=1, tokens=0, reserved=10)
+    assert figures[CHAT_DAY] == Figures(requests=1, tokens=0, reserved=10)
+
+
+async def test_the_refusal_names_the_full_counter_not_one_the_request_touched_before_it(store):
+    quotas = quotas_on(store)
+    # The user's counter is updated first and has room; the chat's then has none.
+    counters = [Counter(USER_DAY, requests=2), Counter(CHAT_DAY, requests=1)]
+    assert isinstance(await quotas.reserve(counters, 10), Hold)
+
+    refused = await quotas.reserve(counters, 10)
+
+    assert isinstance(refused, Refusal)
+    assert (refused.scope, refused.limit) == (Scope.CHAT, 1)
+
+
+async def test_tokens_are_granted_while_any_remain_and_refused_once_used_or_held(store):
+    quotas = quotas_on(store)
+    limited = [Counter(USER_DAY, tokens=1000)]
+    first = await quotas.reserve(limited, 900)
+    assert isinstance(first, Hold)
+    # 100 tokens remain: let through, though its estimate is larger.
+    second = await quotas.reserve(limited, 900)
+    assert isinstance(second, Hold)
+    held = await quotas.reserve(limited, 900)
+    assert isinstance(held, Refusal)
+    assert held.measure is Measure.TOKENS
+
+    await quotas.settle(first, 100)
+    await quotas.settle(second, 950)
+
+    used = await quotas.reserve(limited, 1)
+    assert isinstance(used, Refusal)
+    assert (used.measure, used.limit) == (Measure.TOKENS, 1000)
+    # An image needs no tokens: only its request limit applies.
+    assert isinstance(await quotas.reserve(limited, 0), Hold)
+
+
+async def test_many_concurrent_reservations_against_a_limit_of_k_grant_exactly_k(
+    database_url: str, engine: AsyncEngine
+):
+    limit, attempts = 7, 40
+    # One Store per "instance", each with its own connections: on PostgreSQL the
+    # transactions really run at once; SQLite serialises them.
+    engines = [create_engine(database_url) for _ in range(4)]
+    try:
+        stores = [QuotaStore(Store(e), hold_for=HOUR, clock=Clock()) for e in engines]
+        counters = [
+            Counter(CHAT_DAY, requests=limit),
+            Counter(USER_DAY, requests=limit * 10, tokens=10**6),
+            Counter(USER_MONTH, requests=limit * 10),
+        ]
+        outcomes = await asyncio.gather(
+            *(stores[n % len(stores)].reserve(counters, 50) for n in range(attempts))
+        )
+        figures = await stores[0].figures([CHAT_DAY, USER_DAY, USER_MONTH])
+    finally:
+        for e in engines:
+            await e.dispose()
+
+    granted = [o for o in outcomes if isinstance(o, Hold)]
+    refused = [o for o in outcomes if isinstance(o, Refusal)]
+    assert len(granted) == limit
+    assert len(refused) == attempts - limit
+    assert {(r.scope, r.measure) for r in refused} == {(Scope.CHAT, Measure.REQUESTS)}
+    assert figures[CHAT_DAY] == Figures(requests=limit, tokens=0, reserved=50 * limit)
+    assert figures[USER_DAY] == Figures(requests=limit, tokens=0, reserved=50 * limit)
+    assert figures[USER_MONTH] == Figures(requests=limit, tokens=0, reserved=50 * limit)
+
+
+async def test_concurrent_settlements_and_reservations_keep_the_counters_exact(store):
+    quotas = quotas_on(store)
+    counters = [Counter(USER_DAY, requests=100), Counter(CHAT_DAY)]
+    holds = [await quotas.reserve(counters, 20) for _ in range(10)]
+    assert all(isinstance(h, Hold) for h in holds)
+
+    await asyncio.gather(
+        *(quotas.settle(h, 5) for h in holds[:5] if isinstance(h, Hold)),
+        *(quotas.release(h) for h in holds[5:] if isinstance(h, Hold)),
+        *(quotas.reserve(counters, 20) for _ in range(3)),
+    )
+
+    figures = await quotas.figures([USER_DAY, CHAT_DAY])
+    assert figures[USER_DAY] == Figures(requests=8, tokens=25, reserved=60)
+    assert figures[CHAT_DAY] == Figures(requests=8, tokens=25, reserved=60)
+
+
+async def test_a_hold_never_settled_expires_and_keeps_its_request(store):
+    clock = Clock()
+    quotas = quotas_on(store, clock)
+    limited = [Counter(USER_DAY, requests=10, tokens=1000)]
+    crashed = await quotas.reserve(limited, 1000)
+    assert isinstance(crashed, Hold)
+    assert isinstance(await quotas.reserve(limited, 10), Refusal)
+
+    clock.now = NOW + HOUR - timedelta(seconds=1)
+    assert await quotas.expire_holds() == 0
+    clock.now = NOW + HOUR
+    assert await quotas.expire_holds() == 1
+
+    assert (await quotas.figures([USER_DAY]))[USER_DAY] == Figures(1, 0, 0)
+    assert isinstance(await quotas.reserve(limited, 10), Hold)
+
+
+async def test_an_answer_settling_after_its_hold_expired_counts_its_tokens_once(store):
+    clock = Clock()
+    quotas = quotas_on(store, clock)
+    hold = await quotas.reserve([Counter(USER_DAY)], 500)
+    assert isinstance(hold, Hold)
+    clock.now = NOW + 2 * HOUR
+    await quotas.expire_holds()
+
+    await quotas.settle(hold, 700)
+
+    assert (await quotas.figures([USER_DAY]))[USER_DAY] == Figures(1, 700, 0)
+
+
+async def test_reservations_sweep_expired_holds_themselves(store):
+    clock = Clock()
+    quotas = quotas_on(store, clock)
+    limited = [Counter(USER_DAY, tokens=100)]
+    assert isinstance(await quotas.reserve(limited, 100), Hold)
+    assert isinstance(await quotas.reserve(limited, 100), Refusal)
+
+    clock.now = NOW + 2 * HOUR
+
+    assert isinstance(await quotas.reserve(limited, 100), Hold)
+
+
+async def test_totals_and_the_ranking_cover_the_period_asked_for(store):
+    quotas = quotas_on(store)
+    await store.ensure_chat(-100, "supergroup", "Readers")
+    for user, tokens in ((1, 50), (2, 500), (3, 5)):
+        day = CounterKey(Scope.USER, user, "2026-11-30")
+        hold = await quotas.reserve([Counter(day), Counter(CHAT_DAY)], 10)
+        assert isinstance(hold, Hold)
+        await quotas.settle(hold, tokens)
+    yesterday = await quotas.reserve([Counter(CounterKey(Scope.USER, 9, "2026-11-29"))], 10)
+    assert isinstance(yesterday, Hold)
+
+    users, total = await quotas.totals(Scope.USER, "2026-11-30")
+    top = await quotas.top(Scope.USER, "2026-11-30", 2)
+    chats = await quotas.top(Scope.CHAT, "2026-11-30", 10)
+
+    assert (users, total) == (3, Figures(requests=3, tokens=555, reserved=0))
+    assert [(r.subject, r.figures.tokens) for r in top] == [(2, 500), (1, 50)]
+    assert [(r.subject, r.title, r.figures.requests) for r in chats] == [(-100, "Readers", 3)]
