@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from telegram import Message, Update
 from telegram.constants import ChatType
 
-from bot.config import Config
+from bot.config import Config, QuotaLimits
 from bot.handlers.chat import command_argument, lang_of
 from bot.handlers.context import BotContext
 from bot.handlers.quota import GROUP_TYPES
@@ -66,23 +67,7 @@ async def _own_usage(context: BotContext, quotas: QuotaStore, message: Message, 
         lines.append(text("usage.admin", lang))
     else:
         lines.append(text("usage.role", lang, role=role))
-    day, month = _keys(Scope.USER, user.id, now)
-    lines += period_lines(
-        Period.DAY,
-        figures.get(day, Figures()),
-        lang,
-        now,
-        requests_limit=limits.requests_per_day,
-        tokens_limit=limits.tokens_per_day,
-    )
-    lines += period_lines(
-        Period.MONTH,
-        figures.get(month, Figures()),
-        lang,
-        now,
-        requests_limit=limits.requests_per_month,
-        tokens_limit=limits.tokens_per_month,
-    )
+    lines += _day_and_month(figures, _keys(Scope.USER, user.id, now), limits, lang, now)
     if message.chat.type in GROUP_TYPES:
         lines += ["", *await _chat_lines(config, quotas, message.chat_id, message.chat.title, lang)]
     return "\n".join(lines)
@@ -132,22 +117,7 @@ async def _chat_lines(
     figures = await quotas.figures((day, month))
     return [
         text("usage.chat_title", lang, name=subject_name(chat_id, title, lang)),
-        *period_lines(
-            Period.DAY,
-            figures.get(day, Figures()),
-            lang,
-            now,
-            requests_limit=limits.requests_per_day,
-            tokens_limit=limits.tokens_per_day,
-        ),
-        *period_lines(
-            Period.MONTH,
-            figures.get(month, Figures()),
-            lang,
-            now,
-            requests_limit=limits.requests_per_month,
-            tokens_limit=limits.tokens_per_month,
-        ),
+        *_day_and_month(figures, (day, month), limits, lang, now),
     ]
 
 
@@ -178,6 +148,35 @@ async def _everyone(context: BotContext, quotas: QuotaStore, message: Message, l
             *ranking_lines(await quotas.top(Scope.CHAT, current, TOP_ENTRIES), lang),
         ]
     return "\n".join(lines)
+
+
+def _day_and_month(
+    figures: Mapping[CounterKey, Figures],
+    keys: tuple[CounterKey, CounterKey],
+    limits: QuotaLimits,
+    lang: Lang,
+    now: datetime,
+) -> list[str]:
+    """Today's and this month's lines of one user or chat against its limits."""
+    day, month = keys
+    return [
+        *period_lines(
+            Period.DAY,
+            figures.get(day, Figures()),
+            lang,
+            now,
+            requests_limit=limits.requests_per_day,
+            tokens_limit=limits.tokens_per_day,
+        ),
+        *period_lines(
+            Period.MONTH,
+            figures.get(month, Figures()),
+            lang,
+            now,
+            requests_limit=limits.requests_per_month,
+            tokens_limit=limits.tokens_per_month,
+        ),
+    ]
 
 
 def _keys(scope: Scope, subject: int, now: datetime) -> tuple[CounterKey, CounterKey]:
