@@ -13,14 +13,11 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.pool import NullPool
-
 from bot.inflight import StopOutcome, StopSignals
-from bot.storage.db import create_engine
+from bot.storage.kept_connection import KeptConnection
 
 logger = logging.getLogger(__name__)
 
@@ -124,54 +121,44 @@ async def request_stop(
     return outcome
 
 
-def _setter(event: asyncio.Event) -> Callable[[object], None]:
-    """A callback that sets ``event``, whatever it is called with."""
-
-    def set_event(_source: object) -> None:
-        event.set()
-
-    return set_event
-
-
 class StopRelay:
     """Carries Stop presses between instances over PostgreSQL ``LISTEN``/``NOTIFY``."""
 
     def __init__(self, url: str, signals: StopSignals) -> None:
-        # Its own connection, opened and closed with the listener: a pooled one would go
-        # back to a pool with the listener still attached.
-        self._engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        self._kept = KeptConnection(
+            url,
+            "stop relay",
+            self._connected,
+            reconnect_seconds=RECONNECT_SECONDS,
+            check_seconds=CHECK_SECONDS,
+        )
         self._signals = signals
         self._instance = uuid.uuid4().hex
-        self._connection: Any = None
-        self._lost = asyncio.Event()
-        self._using = asyncio.Lock()
-        self._listening = asyncio.Event()
         self._waiting: dict[str, asyncio.Future[StopOutcome]] = {}
         self._replies: set[asyncio.Task[None]] = set()
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Listen in the background; return once listening (or after the first failure)."""
-        self._task = asyncio.get_running_loop().create_task(self._listen(), name="stop-relay")
+        self._kept.start()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(REPLY_SECONDS):
-                await self._listening.wait()
+                await self._kept.wait_open()
 
     async def aclose(self) -> None:
         """Stop listening and close the connection."""
-        tasks = [t for t in (self._task, *self._replies) if t is not None]
-        for task in tasks:
+        replies = list(self._replies)
+        for task in replies:
             task.cancel()
-        for task in tasks:
+        await self._kept.aclose()
+        for task in replies:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._engine.dispose()
 
     async def request(
         self, answer_id: int, user_id: int | None, *, privileged: bool
     ) -> StopOutcome:
         """Ask the other instances to stop ``answer_id``; FINISHED if none streams it."""
-        if self._connection is None:
+        if not self._kept.is_open:
             return StopOutcome.FINISHED
         ask = StopAsk(self._instance, uuid.uuid4().hex, answer_id, user_id, privileged)
         reply: asyncio.Future[StopOutcome] = asyncio.get_running_loop().create_future()
@@ -192,17 +179,13 @@ class StopRelay:
             logger.warning("could not relay a stop to the other instances: %r", exc)
 
     async def _execute(self, query: str, *args: object) -> None:
-        """Run ``query`` on the listening connection; a failure means it is lost."""
-        connection, lost = self._connection, self._lost
-        if connection is None:
-            return
-        # One connection runs one statement at a time; replies and asks may meet here.
-        async with self._using:
-            try:
-                await connection.execute(query, *args)
-            except Exception:
-                lost.set()
-                raise
+        """Run ``query`` on the listening connection, if it is open."""
+        if self._kept.is_open:
+            await self._kept.fetchval(query, *args)
+
+    async def _connected(self, driver: Any) -> None:
+        """Listen on a connection just opened."""
+        await driver.add_listener(CHANNEL, self._received)
 
     def _received(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
         message = decode(payload)
@@ -220,47 +203,3 @@ class StopRelay:
                 task = asyncio.get_running_loop().create_task(self._notify(reply))
                 self._replies.add(task)
                 task.add_done_callback(self._replies.discard)
-
-    async def _listen(self) -> None:
-        """Keep one connection listening; reconnect when it is lost."""
-        warned = False
-        while True:
-            try:
-                async with self._engine.connect() as connection:
-                    raw = await connection.get_raw_connection()
-                    driver: Any = raw.driver_connection
-                    self._lost = lost = asyncio.Event()
-                    driver.add_termination_listener(_setter(lost))
-                    await driver.add_listener(CHANNEL, self._received)
-                    self._connection = driver
-                    self._listening.set()
-                    if warned:
-                        logger.info("relaying stops between instances again")
-                    warned = False
-                    try:
-                        await self._watch(lost)
-                    finally:
-                        self._connection = None
-                        self._listening.clear()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any failure here means: try again later
-                if not warned:
-                    logger.warning("stop relay lost its database connection: %r", exc)
-                warned = True
-            else:
-                if not warned:
-                    logger.warning("stop relay lost its database connection")
-                warned = True
-            await asyncio.sleep(RECONNECT_SECONDS)
-
-    async def _watch(self, lost: asyncio.Event) -> None:
-        """Return when the connection is lost; a quiet one is checked now and then."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(CHECK_SECONDS):
-                    await lost.wait()
-            if lost.is_set():
-                return
-            with contextlib.suppress(Exception):  # a failure sets ``lost``
-                await self._execute("SELECT 1")

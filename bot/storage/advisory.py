@@ -22,9 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy.pool import NullPool
-
-from bot.storage.db import create_engine
+from bot.storage.kept_connection import KeptConnection
 
 logger = logging.getLogger(__name__)
 
@@ -53,47 +51,37 @@ def conversation_lock_id(chat_id: int, thread_id: int | None, user_id: int | Non
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _setter(event: asyncio.Event) -> Callable[[object], None]:
-    """A callback that sets ``event``, whatever it is called with."""
-
-    def set_event(_source: object) -> None:
-        event.set()
-
-    return set_event
-
-
 class _LockConnection:
     """One connection holding any number of locks, opened again whenever it is lost."""
 
     def __init__(self, url: str, name: str, on_release: Callable[[int], None] | None) -> None:
-        self._engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-        self._name = name
+        self._kept = KeptConnection(
+            url,
+            name,
+            self._connected,
+            reconnect_seconds=RECONNECT_SECONDS,
+            check_seconds=CHECK_SECONDS,
+        )
         # Given every key another session (or this one) announces released, if listening.
         self._on_release = on_release
-        self._driver: Any = None
-        self._ready = asyncio.Event()
-        self._lost = asyncio.Event()
-        # One statement at a time on a connection.
-        self._using = asyncio.Lock()
         self.held: set[int] = set()
         # Keys lost with a connection and taken by another instance before they were retaken.
         self.lost: set[int] = set()
-        self.losses = 0
-        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def losses(self) -> int:
+        """How many times the connection was lost (or could not be opened again)."""
+        return self._kept.losses
 
     def holds(self, key: int) -> bool:
         """Whether ``key`` is held on the open connection."""
-        return self._ready.is_set() and key in self.held
+        return self._kept.is_open and key in self.held
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._keep(), name=self._name)
+        self._kept.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._engine.dispose()
+        await self._kept.aclose()
 
     async def try_lock(self, key: int) -> bool:
         """Take ``key`` if nobody holds it; whether it is held now."""
@@ -108,7 +96,7 @@ class _LockConnection:
             self.lost.discard(key)
             return
         self.held.discard(key)
-        if not self._ready.is_set():
+        if not self._kept.is_open:
             # Lost with the connection; one being opened again does not retake it.
             return
         try:
@@ -119,50 +107,14 @@ class _LockConnection:
 
     async def _fetch(self, query: str, *args: object) -> Any:
         """Run ``query`` once the connection is up; a failure means it is lost."""
-        await self._ready.wait()
-        async with self._using:
-            driver, lost = self._driver, self._lost
-            try:
-                return await driver.fetchval(query, *args)
-            except Exception:
-                lost.set()
-                raise
+        await self._kept.wait_open()
+        return await self._kept.fetchval(query, *args)
 
-    async def _keep(self) -> None:
-        """Keep the connection open, its locks taken, and notice at once when it is lost."""
-        warned = False
-        while True:
-            try:
-                async with self._engine.connect() as connection:
-                    raw = await connection.get_raw_connection()
-                    driver: Any = raw.driver_connection
-                    self._lost = lost = asyncio.Event()
-                    driver.add_termination_listener(_setter(lost))
-                    if self._on_release is not None:
-                        await driver.add_listener(CHANNEL, self._heard)
-                    await self._retake(driver)
-                    self._driver = driver
-                    self._ready.set()
-                    if warned:
-                        logger.info("%s is back", self._name)
-                    warned = False
-                    try:
-                        await self._watch(lost)
-                    finally:
-                        self._ready.clear()
-                        self._driver = None
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any failure here means: try again shortly
-                if not warned:
-                    logger.warning("%s lost its database connection: %r", self._name, exc)
-                warned = True
-            else:
-                if not warned:
-                    logger.warning("%s lost its database connection", self._name)
-                warned = True
-            self.losses += 1
-            await asyncio.sleep(RECONNECT_SECONDS)
+    async def _connected(self, driver: Any) -> None:
+        """Set up a connection just opened: listen if asked to, and retake the locks."""
+        if self._on_release is not None:
+            await driver.add_listener(CHANNEL, self._heard)
+        await self._retake(driver)
 
     async def _retake(self, driver: Any) -> None:
         """Take again, on a new connection, every lock still in use; note those lost."""
@@ -183,17 +135,6 @@ class _LockConnection:
             for key in finished:
                 await driver.fetchval(_UNLOCK, key, CHANNEL, str(key))
                 retaken.discard(key)
-
-    async def _watch(self, lost: asyncio.Event) -> None:
-        """Return when the connection is lost; a quiet one is checked now and then."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(CHECK_SECONDS):
-                    await lost.wait()
-            if lost.is_set():
-                return
-            with contextlib.suppress(Exception):  # a failure sets ``lost``
-                await self._fetch("SELECT 1")
 
     def _heard(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
         assert self._on_release is not None
