@@ -46,16 +46,20 @@ def _sum(*seconds: float | None) -> float | None:
     return None if any(s is None for s in seconds) else sum(s for s in seconds if s is not None)
 
 
-class AiohttpRequest(BaseRequest):
-    """Bot API calls over one aiohttp session with at most ``connection_pool_size`` connections.
+class CountingRequest(BaseRequest):
+    """Bot API calls over one aiohttp session with at most ``connection_pool_size``
+    connections, each counted by method and outcome for /metrics.
 
-    The connect timeout bounds opening a connection, the pool timeout waiting for a free
-    one, the read timeout each wait for the answer's bytes; aiohttp has no write timeout,
-    so the write timeout (the media one for uploads) extends the first read's instead.
+    Counting here rather than at each caller sees every call (getUpdates, chat actions,
+    callback answers) once, retries included. The connect timeout bounds opening a
+    connection, the pool timeout waiting for a free one, the read timeout each wait for
+    the answer's bytes; aiohttp has no write timeout, so the write timeout (the media one
+    for uploads) extends the first read's instead.
     """
 
     def __init__(
         self,
+        metrics: Metrics,
         *,
         connection_pool_size: int,
         read_timeout: float | None = READ_TIMEOUT,
@@ -71,6 +75,7 @@ class AiohttpRequest(BaseRequest):
         self._pool_timeout = pool_timeout
         self._media_write_timeout = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._metrics = metrics
 
     @property
     def read_timeout(self) -> float | None:
@@ -100,7 +105,40 @@ class AiohttpRequest(BaseRequest):
         connect_timeout: ODVInput[float] = DEFAULT_NONE,
         pool_timeout: ODVInput[float] = DEFAULT_NONE,
     ) -> tuple[int, bytes]:
-        """Send the request; return the status and the body. Failures raise PTB's errors."""
+        """Send the request and count it; return the status and the body.
+
+        Failures raise PTB's errors.
+        """
+        endpoint = url.rsplit("/", 1)[-1]
+        try:
+            status, payload = await self._send(
+                url,
+                method,
+                request_data,
+                read_timeout,
+                write_timeout,
+                connect_timeout,
+                pool_timeout,
+            )
+        except NetworkError:
+            self._metrics.telegram_calls.labels(endpoint, "network_error").inc()
+            raise
+        outcome = call_outcome(status)
+        self._metrics.telegram_calls.labels(endpoint, outcome).inc()
+        if outcome == "retry_after":
+            self._metrics.telegram_retry_afters.inc()
+        return status, payload
+
+    async def _send(  # noqa: PLR0917 - do_request's arguments
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None,
+        read_timeout: ODVInput[float],
+        write_timeout: ODVInput[float],
+        connect_timeout: ODVInput[float],
+        pool_timeout: ODVInput[float],
+    ) -> tuple[int, bytes]:
         await self.initialize()
         assert self._session is not None
         files = request_data.multipart_data if request_data and request_data.contains_files else {}
@@ -134,48 +172,3 @@ class AiohttpRequest(BaseRequest):
             raise TimedOut from exc
         except aiohttp.ClientError as exc:
             raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
-
-
-class CountingRequest(AiohttpRequest):
-    """The Bot API transport, with each call counted by method and outcome.
-
-    Counting here rather than at each caller sees every call (getUpdates, chat actions,
-    callback answers) once, retries included.
-    """
-
-    def __init__(
-        self, metrics: Metrics, *, connection_pool_size: int, read_timeout: float | None = 5.0
-    ) -> None:
-        super().__init__(connection_pool_size=connection_pool_size, read_timeout=read_timeout)
-        self._metrics = metrics
-
-    async def do_request(  # noqa: PLR0917 - the signature PTB calls
-        self,
-        url: str,
-        method: str,
-        request_data: RequestData | None = None,
-        read_timeout: ODVInput[float] = DEFAULT_NONE,
-        write_timeout: ODVInput[float] = DEFAULT_NONE,
-        connect_timeout: ODVInput[float] = DEFAULT_NONE,
-        pool_timeout: ODVInput[float] = DEFAULT_NONE,
-    ) -> tuple[int, bytes]:
-        """Send the request, then count it."""
-        endpoint = url.rsplit("/", 1)[-1]
-        try:
-            status, payload = await super().do_request(
-                url,
-                method,
-                request_data,
-                read_timeout,
-                write_timeout,
-                connect_timeout,
-                pool_timeout,
-            )
-        except NetworkError:
-            self._metrics.telegram_calls.labels(endpoint, "network_error").inc()
-            raise
-        outcome = call_outcome(status)
-        self._metrics.telegram_calls.labels(endpoint, outcome).inc()
-        if outcome == "retry_after":
-            self._metrics.telegram_retry_afters.inc()
-        return status, payload

@@ -34,12 +34,21 @@ def bot_texts(telegram: FakeTelegram, chat_id: int = USER) -> list[str]:
 async def stored_answers(database: Config | str) -> list[tuple[str, str]]:
     """``(content, status)`` of every stored answer in the bot's database (or the one at
     that URL), oldest first."""
+    return await _stored(database, "assistant")
+
+
+async def stored_questions(database: Config | str) -> list[tuple[str, str]]:
+    """``(content, status)`` of every stored user's message, oldest first."""
+    return await _stored(database, "user")
+
+
+async def _stored(database: Config | str, role: str) -> list[tuple[str, str]]:
     engine = create_engine(database if isinstance(database, str) else database.database.url)
     try:
         async with engine.connect() as connection:
             rows = await connection.execute(
                 select(Message.content, Message.status)
-                .where(Message.role == "assistant")
+                .where(Message.role == role)
                 .order_by(Message.id)
             )
             return [(row.content, row.status) for row in rows]

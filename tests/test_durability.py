@@ -7,13 +7,10 @@ import logging
 import signal
 
 import pytest
-from sqlalchemy import select
 
 from bot.logs import setup_logging
 from bot.messages import text as message_text
-from bot.storage.db import create_engine
-from bot.storage.models import Message
-from tests.e2e import USER, answers_once_stored, bot_texts, stored_answers, until
+from tests.e2e import USER, answers_once_stored, bot_texts, stored_answers, stored_questions, until
 from tests.factories import API_KEY, TOKEN
 from tests.fakes.provider import Chunk, Delay, Done, Finish, ImagesAnswer, Role, b64_item
 from tests.processes import GRACE, bot_process, terminated
@@ -41,18 +38,6 @@ async def test_an_answer_cut_by_a_killed_process_is_sent_with_a_note_after_resta
     ]
     user_turns = [m["content"] for m in provider.requests[0].json["messages"]]
     assert user_turns[-1] == "Tell me a long story"
-
-
-async def stored_user_turns(config) -> list[str]:
-    engine = create_engine(config.database.url)
-    try:
-        async with engine.connect() as connection:
-            rows = await connection.execute(
-                select(Message.content).where(Message.role == "user").order_by(Message.id)
-            )
-            return [row.content for row in rows]
-    finally:
-        await engine.dispose()
 
 
 async def test_sigterm_cuts_an_answer_still_streaming_after_the_grace_period(
@@ -122,7 +107,10 @@ async def test_a_message_queued_at_sigterm_is_kept_and_without_resuming_asked_fo
     assert answer.endswith(message_text("note.shutdown", "en"))
     # The queued message never reached the provider, but it is not lost.
     assert len(provider.requests) == 1
-    assert await stored_user_turns(config) == ["first question", "second question"]
+    assert [text for text, _ in await stored_questions(config)] == [
+        "first question",
+        "second question",
+    ]
     assert await stored_answers(config) == [("The first answer", "interrupted")]
     (note,) = [m for m in telegram.messages(USER, from_bot=True) if m.text == restarting]
     second = next(m for m in telegram.messages(USER, from_bot=False) if m.text == "second question")
@@ -140,7 +128,7 @@ async def test_an_answer_not_begun_when_the_bot_stops_asks_the_user_to_send_agai
 
     assert bot_texts(telegram) == [message_text("restarting", "en")]
     assert await stored_answers(config) == [("", "interrupted")]
-    assert await stored_user_turns(config) == ["Are you there?"]
+    assert [text for text, _ in await stored_questions(config)] == ["Are you there?"]
 
 
 async def test_no_secret_reaches_the_log_even_at_debug_level(

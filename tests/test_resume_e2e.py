@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.inflight import ConversationLocks
 from bot.instances import lock_id
@@ -15,25 +18,10 @@ from bot.storage.advisory import AdvisoryLocks
 from bot.storage.db import create_engine, migrate
 from bot.storage.models import Message, utcnow
 from bot.storage.store import MessageKind, MessageStatus, Store
-from tests.e2e import USER, bot_texts, until
+from tests.e2e import USER, bot_texts, stored_questions, until
 from tests.factories import make_config
 from tests.fakes.provider import Chunk, Delay, Role
 from tests.processes import GRACE, bot_process, terminated
-
-
-async def user_turns(config) -> list[tuple[str, str]]:
-    """Every stored user's message and its status, oldest first."""
-    engine = create_engine(config.database.url)
-    try:
-        async with engine.connect() as connection:
-            rows = await connection.execute(
-                select(Message.content, Message.status)
-                .where(Message.role == "user")
-                .order_by(Message.id)
-            )
-            return [(row.content, row.status) for row in rows]
-    finally:
-        await engine.dispose()
 
 
 def replies_to(telegram, message_id: int) -> list[str]:
@@ -65,7 +53,7 @@ async def test_a_message_queued_at_sigterm_is_answered_after_the_restart_and_onl
         message_text("resume.queued", "en"),
     ]
     assert message_text("restarting", "en") not in bot_texts(telegram)
-    assert await user_turns(config) == [
+    assert await stored_questions(config) == [
         ("first question", "complete"),
         ("second question", "pending"),
     ]
@@ -81,7 +69,7 @@ async def test_a_message_queued_at_sigterm_is_answered_after_the_restart_and_onl
         "The first answer",
         "second question",
     ]
-    assert await user_turns(config) == [
+    assert await stored_questions(config) == [
         ("first question", "complete"),
         ("second question", "resumed"),
     ]
@@ -111,7 +99,7 @@ async def test_a_message_stored_before_a_crash_with_no_answer_begun_is_answered_
     async with start_bot(config):
         await until(lambda: "Yes, I am." in replies_to(telegram, asked))
     assert bot_texts(telegram) == ["Yes, I am."]
-    assert await user_turns(config) == [("Are you there?", "resumed")]
+    assert await stored_questions(config) == [("Are you there?", "resumed")]
     assert provider.requests[1].json["messages"][-1]["content"] == "Are you there?"
 
     async with start_bot(config):
@@ -140,17 +128,26 @@ async def test_a_resumed_answer_cut_by_another_crash_is_not_answered_a_third_tim
     async with start_bot(config):
         await until(lambda: any("interrupted" in t for t in bot_texts(telegram)))
     assert len(provider.requests) == 2
-    assert await user_turns(config) == [("Are you there?", "resumed")]
+    assert await stored_questions(config) == [("Are you there?", "resumed")]
 
 
-async def _store_pending(config, text: str, telegram_message_id: int, age: timedelta) -> int:
-    """A pending message of the user's private chat, stored ``age`` ago."""
+@asynccontextmanager
+async def _private_conversation(config) -> AsyncIterator[tuple[AsyncEngine, Store, int]]:
+    """The migrated database's engine, a store on it, and the user's private conversation."""
     await migrate(config.database.url)
     engine = create_engine(config.database.url)
     try:
         store = Store(engine)
         await store.ensure_chat(USER, "private", language="en")
         conversation = await store.active_conversation(USER, persona="default", thread_id=None)
+        yield engine, store, conversation
+    finally:
+        await engine.dispose()
+
+
+async def _store_pending(config, text: str, telegram_message_id: int, age: timedelta) -> int:
+    """A pending message of the user's private chat, stored ``age`` ago."""
+    async with _private_conversation(config) as (engine, store, conversation):
         message_id = await store.add_user_message(
             conversation,
             text=text,
@@ -164,8 +161,6 @@ async def _store_pending(config, text: str, telegram_message_id: int, age: timed
                 update(Message).where(Message.id == message_id).values(created_at=utcnow() - age)
             )
         return message_id
-    finally:
-        await engine.dispose()
 
 
 async def test_an_old_pending_message_gets_a_note_and_a_very_old_one_nothing(
@@ -183,7 +178,7 @@ async def test_an_old_pending_message_gets_a_note_and_a_very_old_one_nothing(
     assert replies_to(telegram, hours_old) == [message_text("resume.too_old", "en")]
     assert replies_to(telegram, days_old) == []
     assert not provider.requests
-    assert await user_turns(config) == [
+    assert await stored_questions(config) == [
         ("asked days ago", "expired"),
         ("asked an hour ago", "expired"),
     ]
@@ -212,24 +207,19 @@ async def test_a_pending_message_in_a_conversation_a_live_instance_holds_is_left
     finally:
         await other_instance.aclose()
     assert not provider.requests
-    assert await user_turns(config) == [("still waiting", "pending")]
+    assert await stored_questions(config) == [("still waiting", "pending")]
 
     provider.enqueue_stream(["Answered at last."])
     async with start_bot(config):
         await until(lambda: "Answered at last." in replies_to(telegram, asked))
-    assert await user_turns(config) == [("still waiting", "resumed")]
+    assert await stored_questions(config) == [("still waiting", "resumed")]
 
 
 async def test_an_image_left_unfinished_by_a_crash_is_not_made_again(
     telegram, provider, config, start_bot
 ):
     asked = telegram.user_sends("/image a red fox", deliver=False)
-    await migrate(config.database.url)
-    engine = create_engine(config.database.url)
-    try:
-        store = Store(engine)
-        await store.ensure_chat(USER, "private", language="en")
-        conversation = await store.active_conversation(USER, persona="default", thread_id=None)
+    async with _private_conversation(config) as (_, store, conversation):
         await store.add_user_message(
             conversation,
             text="a red fox",
@@ -241,10 +231,8 @@ async def test_an_image_left_unfinished_by_a_crash_is_not_made_again(
         await store.start_answer(
             conversation, telegram_chat_id=USER, model="dall-e-3", kind=MessageKind.IMAGE
         )
-    finally:
-        await engine.dispose()
 
     async with start_bot(config):
         await until(lambda: any("interrupted" in t for t in bot_texts(telegram)))
     assert not provider.requests
-    assert await user_turns(config) == [("a red fox", "complete")]
+    assert await stored_questions(config) == [("a red fox", "complete")]

@@ -202,14 +202,15 @@ async def take_turn(
     lang: Lang,
     work: Callable[[], Awaitable[None]],
     *,
-    prompt_tokens: int,
+    prompt_tokens: int | None,
     unanswered: Unanswered | None = None,
     held: bool = False,
 ) -> None:
     """Run ``work`` when the conversation of ``message`` is free, saying so if it waits.
 
-    ``prompt_tokens`` (at most) are reserved, with the answer's, on the sender's quotas;
-    over a quota ``work`` never runs. ``held``: the caller holds the conversation already.
+    ``prompt_tokens`` (at most) are reserved, with the answer's, on the sender's quotas
+    (None: a request whose tokens are not counted); over a quota ``work`` never runs.
+    ``held``: no lock to take (the caller holds the conversation, or works outside it).
     If the bot stops first, ``work`` never runs: ``unanswered`` keeps what it must and
     names the note to reply (by default the user is asked to send the message again).
     """

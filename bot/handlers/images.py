@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,13 +21,13 @@ from bot.handlers.chat import (
     answer,
     command_argument,
     lang_of,
+    take_turn,
     too_long,
     topic_of,
 )
 from bot.handlers.context import BotContext
-from bot.handlers.limits import too_fast
 from bot.handlers.photos import download_image, seen_images
-from bot.handlers.quota import check_quota, record_usage
+from bot.handlers.quota import record_usage
 from bot.image_options import image_caption, parse_image_command, truncate_utf16
 from bot.inflight import unless_stopped
 from bot.messages import Lang, text, user_message
@@ -255,24 +254,16 @@ async def _produce(update: Update, context: BotContext, job: _Job, lang: Lang) -
     photos replying to the command, and store what became of it."""
     message = update.effective_message
     assert message is not None
-    if await too_fast(context, message, lang):
-        return
-    # An image request counts as a request; its tokens are not known (nor estimated).
-    async with check_quota(context, message, lang, prompt_tokens=None).charging() as granted:
-        if granted:
-            await _produce_granted(update, context, job, lang)
-
-
-async def _produce_granted(update: Update, context: BotContext, job: _Job, lang: Lang) -> None:
-    message = update.effective_message
-    assert message is not None
-    services = context.services
-    # A turn of its own (no conversation lock): a stopping bot waits for it like an answer.
-    async with services.stops.turn(contextlib.nullcontext()) as free:
-        if free:
-            await _produce_in_turn(update, context, job, lang)
-            return
-    await context.reply(message, text("restarting", lang))
+    # Its own turn, outside the conversation's queue; a stopping bot waits for it like an
+    # answer. It counts as a request; its tokens are not known (nor estimated).
+    await take_turn(
+        context,
+        message,
+        lang,
+        lambda: _produce_in_turn(update, context, job, lang),
+        prompt_tokens=None,
+        held=True,
+    )
 
 
 async def _produce_in_turn(update: Update, context: BotContext, job: _Job, lang: Lang) -> None:
