@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 
 from bot.config import Config, load_config
 from bot.errors import ConfigError
+from bot.event_loop import loop_from, loop_name, run
 from bot.logs import setup_logging
 
 logger = logging.getLogger("bot")
@@ -38,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config)
+        loop = loop_from(os.environ)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)  # noqa: T201 - the CLI's only output
         return 2
@@ -52,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info("database is at the newest revision")
         return 0
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(config))
+        run(_run(config), loop)
     return 0
 
 
@@ -62,6 +65,7 @@ async def _run(config: Config) -> None:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    logger.info("running on the %s event loop", loop_name(loop))
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with running(config):

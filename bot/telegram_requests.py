@@ -3,6 +3,7 @@
 PTB's default HTTPX transport costs about a millisecond of CPU a call (httpcore and anyio
 in pure Python, its pool scanned at every request); aiohttp parses in C, and the bot
 already depends on it for the providers. Timeouts keep PTB's meaning and defaults.
+JSON goes through orjson both ways: a getUpdates answer parses in less than half the time.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import json
 from http import HTTPStatus
 
 import aiohttp
+import orjson
 from telegram._utils.defaultvalue import DEFAULT_NONE, DefaultValue
-from telegram._utils.types import ODVInput
+from telegram._utils.types import JSONDict, ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
@@ -35,6 +37,15 @@ def call_outcome(status: int) -> str:
     if status == HTTPStatus.TOO_MANY_REQUESTS:
         return "retry_after"
     return "error"
+
+
+def json_body(parameters: JSONDict) -> bytes:
+    """A request's parameters as a JSON body, meaning what PTB's own ``json.dumps`` would."""
+    try:
+        return orjson.dumps(parameters)
+    except TypeError:
+        # Beyond what orjson encodes (an integer over 64 bits, say); json.dumps may manage.
+        return json.dumps(parameters).encode()
 
 
 def _given(value: ODVInput[float], default: float | None) -> float | None:
@@ -76,6 +87,20 @@ class CountingRequest(BaseRequest):
         self._media_write_timeout = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
         self._metrics = metrics
+
+    @staticmethod
+    def parse_json_payload(payload: bytes) -> JSONDict:
+        """Parse an answer of the Bot API; TelegramError("Invalid server response") if invalid.
+
+        orjson takes what the Bot API sends; anything it refuses (invalid UTF-8, a lone
+        surrogate, NaN) goes to PTB's parser, which accepts some and fails as PTB does.
+        Integers beyond 64 bits would come back as floats, but Telegram's have 52 at most.
+        """
+        try:
+            parsed: JSONDict = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return BaseRequest.parse_json_payload(payload)
+        return parsed
 
     @property
     def read_timeout(self) -> float | None:
@@ -150,9 +175,9 @@ class CountingRequest(BaseRequest):
             for name, (filename, content, mime_type) in files.items():
                 data.add_field(name, content, filename=filename, content_type=mime_type)
         elif request_data is not None and request_data.parameters:
-            # A JSON body, which the Bot API takes for every method without files: json.dumps
-            # is C, where a form would percent-encode each character in Python.
-            data = json.dumps(request_data.parameters).encode()
+            # A JSON body, which the Bot API takes for every method without files: encoded
+            # in C, where a form would percent-encode each character in Python.
+            data = json_body(request_data.parameters)
             headers = JSON_HEADERS
         connect = _given(connect_timeout, self._connect_timeout)
         write = _given(write_timeout, self._media_write_timeout if files else self._write_timeout)

@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -44,29 +44,41 @@ def write_config(path: Path, telegram, provider, database_url: str, **sections) 
     return path
 
 
+def log_path(tmp_path: Path) -> Path:
+    """Where ``bot_process`` appends the output of every bot it runs in ``tmp_path``."""
+    return tmp_path / "bot.log"
+
+
 @asynccontextmanager
 async def bot_process(
-    tmp_path: Path, telegram, provider, config, **sections
+    tmp_path: Path,
+    telegram,
+    provider,
+    config,
+    environ: Mapping[str, str] | None = None,
+    **sections,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """``python -m bot run`` on the fakes and ``config``'s database, polling once this yields.
 
+    ``environ`` adds to the process's environment; its output goes to ``log_path(tmp_path)``.
     A process still running when the block ends is killed.
     """
     config_file = write_config(
         tmp_path / "config.yaml", telegram, provider, config.database.url, **sections
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "run",
-        "--config",
-        str(config_file),
-        cwd=ROOT,
-        env={**os.environ, "TEST_BOT_TOKEN": TOKEN, "TEST_API_KEY": API_KEY},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    with log_path(tmp_path).open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            "--config",
+            str(config_file),
+            cwd=ROOT,
+            env={**os.environ, "TEST_BOT_TOKEN": TOKEN, "TEST_API_KEY": API_KEY, **(environ or {})},
+            stdout=log,
+            stderr=log,
+        )
     try:
         await telegram.wait_until_polling(timeout=30)
         yield process
