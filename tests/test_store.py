@@ -860,3 +860,19 @@ async def test_a_message_id_stored_in_another_chat_is_no_duplicate_in_a_batch(
 
     assert other_chat.conversation_id != stored.conversation_id
     assert [m.telegram_message_ids for m in same_chat.history] == [(7,), (8,)]
+
+
+async def test_a_turn_costs_one_look_up_and_its_inserts_and_a_known_chats_its_history(
+    store: Store, engine: AsyncEngine
+) -> None:
+    statements = _record_statements(engine)
+
+    await store.begin_turn(_turn(chat_id=1), _default_plan)
+    # The chat, the look-up (choices, open conversation, duplicates), its conversation, the
+    # question and the answer.
+    assert statements == ["INSERT", "SELECT", "INSERT", "INSERT"]
+    statements.clear()
+
+    await store.begin_turn(_turn(chat_id=1), _default_plan)
+    # The look-up, the history, the question and the answer.
+    assert statements == ["SELECT", "SELECT", "INSERT"]

@@ -26,6 +26,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -1203,7 +1204,7 @@ async def _begin_wave(
         rows = [_chat_row(start, now) for start in recorded.values()]
         await connection.execute(_upsert_chats(connection), rows)
     wanted = {
-        turn.start.telegram_message_id
+        (turn.start.chat_id, turn.start.telegram_message_id)
         for turn in turns
         if turn.start.telegram_message_id is not None
     }
@@ -1473,12 +1474,12 @@ class _ChatStates:
 
 
 async def _chat_states(
-    connection: AsyncConnection, chat_ids: set[int], wanted: set[int]
+    connection: AsyncConnection, chat_ids: set[int], wanted: set[tuple[int, int]]
 ) -> _ChatStates:
     """The chats' choices, their open conversations and a duplicate check, in one statement.
 
-    The check counts the chats' stored users' messages with any of the ``wanted`` Telegram
-    message ids; only when one is found does ``_drop_duplicates`` look closer (by chat).
+    The check counts the ``wanted`` Telegram messages (chat, message id) stored as users'
+    turns; only when there is one does ``_drop_duplicates`` find out which.
     """
     c, m = CONVERSATIONS.c, MESSAGES.c
     stored = CONVERSATIONS.alias("stored_in")
@@ -1488,13 +1489,15 @@ async def _chat_states(
         .scalar_subquery()
         .label("default_model")
     )
-    # Through the chat's conversations, whose index keeps this to one chat's messages.
+    # Not correlated with the rows around it, so run once (not once per conversation row);
+    # through the chats' conversations, whose index keeps it to these chats' messages.
     stored_count = (
         select(func.count())
         .select_from(MESSAGES.join(stored, m.conversation_id == stored.c.id))
         .where(
-            stored.c.chat_id == CHATS.c.id,
-            m.telegram_message_id.in_(wanted),
+            stored.c.chat_id.in_(chat_ids),
+            m.telegram_message_id.in_({message for _, message in wanted}),
+            tuple_(stored.c.chat_id, m.telegram_message_id).in_(wanted),
             m.role == USER,
         )
         .scalar_subquery()
