@@ -47,6 +47,7 @@ async def running(config: Config) -> AsyncIterator[BotApplication]:
                 services = Services.create(config, Store(engine), providers, shared)
                 providers.warm_catalogue()
                 await services.store.sync_personas(config.personas)
+                await services.store.warm_up()
                 application = build_application(services)
                 async with _ops_server(config, services), application:
                     await register_commands(application.bot)

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 from sqlalchemy import event, select, text
+from sqlalchemy.engine.interfaces import CacheStats
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -772,3 +773,106 @@ async def test_turns_racing_a_new_conversation_leave_one_open_conversation(
         ).all()
     assert len(open_ids) == 1
     assert open_ids[0] in {turn.conversation_id, fresh}
+
+
+async def _rows(engine: AsyncEngine) -> list[tuple[Any, ...]]:
+    """Every row of the chats, conversations and messages tables, in a stable order."""
+    async with engine.connect() as connection:
+        return [
+            tuple(row)
+            for table in (Chat, Conversation, Message)
+            for row in await connection.execute(select(table.__table__).order_by(text("1")))
+        ]
+
+
+async def test_warm_up_leaves_no_rows_behind(store: Store, engine: AsyncEngine) -> None:
+    await store.begin_turn(_turn(text="kept"), _default_plan)
+    before = await _rows(engine)
+
+    await store.warm_up()
+
+    assert await _rows(engine) == before
+    assert len(before) == 4  # the chat, its conversation, the question and its answer
+
+
+def _record_cache_use(engine: AsyncEngine) -> list[tuple[str, CacheStats]]:
+    """Each statement the engine runs from now on, with whether it was compiled already."""
+    used: list[tuple[str, CacheStats]] = []
+
+    def record(*args: Any) -> None:
+        statement, context = args[2], args[4]
+        used.append((statement.split()[0].upper(), context.cache_hit))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    return used
+
+
+async def test_after_the_warm_up_turns_of_any_burst_size_run_compiled_statements(
+    store: Store, engine: AsyncEngine
+) -> None:
+    await store.warm_up()
+    used = _record_cache_use(engine)
+
+    # A new chat alone; bursts of known and new chats (with histories) of two sizes.
+    await store.begin_turn(_turn(chat_id=1), _default_plan)
+    for chats in ((1, 2, 3), (1, 2, 3, 4, 5, 6, 7)):
+        await asyncio.gather(*(store.begin_turn(_turn(chat_id=c), _default_plan) for c in chats))
+
+    def pirate(chat: ChatChoices) -> TurnPlan:
+        return TurnPlan("pirate", "Arr.", "gpt-test")
+
+    # Another persona: the open conversation is ended under the chat's lock, a new one begun.
+    await store.begin_turn(_turn(chat_id=1), pirate)
+
+    assert {word for word, _ in used} >= {"INSERT", "SELECT", "UPDATE"}
+    assert [(word, hit) for word, hit in used if hit is not CacheStats.CACHE_HIT] == []
+
+
+async def test_turns_together_each_get_their_own_conversations_newest_history(
+    store: Store,
+) -> None:
+    for number in range(4):
+        turn = await store.begin_turn(_turn(chat_id=1, text=f"q{number}"), _default_plan)
+        await store.finish_answer(turn.answer_id, text=f"a{number}", status=MessageStatus.COMPLETE)
+    await store.begin_turn(_turn(chat_id=2, text="only"), _default_plan)
+
+    long, short, new = await asyncio.gather(
+        store.begin_turn(_turn(chat_id=1, text="next", history_limit=4), _default_plan),
+        store.begin_turn(_turn(chat_id=2, text="next", history_limit=4), _default_plan),
+        store.begin_turn(_turn(chat_id=3, text="first", history_limit=4), _default_plan),
+    )
+
+    assert [m.content for m in long.history] == ["a2", "q3", "a3", "next"]
+    assert [m.content for m in short.history] == ["only", "next"]
+    assert [m.content for m in new.history] == ["first"]
+
+
+async def test_a_message_id_stored_in_another_chat_is_no_duplicate_in_a_batch(
+    store: Store,
+) -> None:
+    stored = await store.begin_turn(_turn(chat_id=1, telegram_message_id=7), _default_plan)
+
+    # Chat 1 has message 7 stored: chat 2's message 7 and chat 1's message 8 are new.
+    other_chat, same_chat = await asyncio.gather(
+        store.begin_turn(_turn(chat_id=2, telegram_message_id=7), _default_plan),
+        store.begin_turn(_turn(chat_id=1, telegram_message_id=8), _default_plan),
+    )
+
+    assert other_chat.conversation_id != stored.conversation_id
+    assert [m.telegram_message_ids for m in same_chat.history] == [(7,), (8,)]
+
+
+async def test_a_turn_costs_one_look_up_and_its_inserts_and_a_known_chats_its_history(
+    store: Store, engine: AsyncEngine
+) -> None:
+    statements = _record_statements(engine)
+
+    await store.begin_turn(_turn(chat_id=1), _default_plan)
+    # The chat, the look-up (choices, open conversation, duplicates), its conversation, the
+    # question and the answer.
+    assert statements == ["INSERT", "SELECT", "INSERT", "INSERT"]
+    statements.clear()
+
+    await store.begin_turn(_turn(chat_id=1), _default_plan)
+    # The look-up, the history, the question and the answer.
+    assert statements == ["SELECT", "SELECT", "INSERT"]

@@ -17,6 +17,7 @@ from sqlalchemy import (
     CursorResult,
     Insert,
     Row,
+    Select,
     Table,
     Update,
     and_,
@@ -25,7 +26,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    union_all,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -45,6 +46,10 @@ KNOWN_CHATS = 10_000
 
 USER = "user"
 ASSISTANT = "assistant"
+
+# Chats the start-up warm-up writes to and rolls back: Telegram gives no chat id 0, and its
+# ids stay far above -2**62 (supergroups' are about -10**12).
+WARM_UP_CHATS = (0, -(2**62))
 
 
 class MessageStatus(StrEnum):
@@ -331,6 +336,49 @@ class Store:
                 self._known_chats.clear()
             self._known_chats[start.chat_id] = details
         return turn
+
+    async def warm_up(self) -> None:
+        """Run ``begin_turn``'s statements once, in a transaction that is rolled back.
+
+        SQLAlchemy compiles each statement the first time it runs (a few milliseconds in
+        all); paid here at start-up, it is not added to the first messages' wait.
+        """
+        loop = asyncio.get_running_loop()
+
+        def plan(persona: str) -> Callable[[ChatChoices], TurnPlan]:
+            return lambda _chat: TurnPlan(persona, "", "")
+
+        first, second = WARM_UP_CHATS
+        # Statements of one row and of many compile apart. Two new chats; one of them again
+        # (its details written anew; history); then under another persona (a new one).
+        steps = ((first, "a", True), (second, "a", True), (first, "a", True), (first, "b", False))
+        turns = [
+            _PendingTurn(
+                TurnStart(
+                    chat_id=chat_id,
+                    chat_type="private",
+                    text="",
+                    history_limit=2,
+                    telegram_message_id=number,
+                ),
+                plan(persona),
+                record_chat=record_chat,
+                done=loop.create_future(),
+            )
+            for number, (chat_id, persona, record_chat) in enumerate(steps, start=1)
+        ]
+        async with AsyncExitStack() as stack:
+            if self._write_turn is not None:
+                await stack.enter_async_context(self._write_turn)
+            connection = await stack.enter_async_context(self._engine.connect())
+            transaction = await connection.begin()
+            try:
+                outcomes = await _begin_turns(connection, turns)
+            finally:
+                await transaction.rollback()
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
 
     async def sync_personas(self, personas: Sequence[PersonaConfig]) -> None:
         """Insert or update the configured personas by name; others are left as they are."""
@@ -1155,37 +1203,15 @@ async def _begin_wave(
         # Takes the chats' row locks (PostgreSQL) for the rest of the transaction.
         rows = [_chat_row(start, now) for start in recorded.values()]
         await connection.execute(_upsert_chats(connection), rows)
-    default_model = (
-        select(MODEL_DEFAULTS.c.model)
-        .where(MODEL_DEFAULTS.c.capability == "chat")
-        .scalar_subquery()
-        .label("default_model")
-    )
-    choices = {
-        row.id: ChatChoices(
-            persona=row.persona,
-            persona_prompt=row.prompt,
-            model=row.model,
-            default_model=row.default_model,
-        )
-        for row in await connection.execute(
-            select(CHATS.c.id, CHATS.c.persona, PERSONAS.c.prompt, CHATS.c.model, default_model)
-            .select_from(CHATS.outerjoin(PERSONAS, PERSONAS.c.name == CHATS.c.persona))
-            .where(CHATS.c.id.in_(chat_ids))
-        )
+    wanted = {
+        (turn.start.chat_id, turn.start.telegram_message_id)
+        for turn in turns
+        if turn.start.telegram_message_id is not None
     }
-    outcomes: list[BegunTurn | Exception] = []
-    plans: dict[int, TurnPlan] = {}
-    for index, turn in enumerate(turns):
-        chat = choices.get(turn.start.chat_id)
-        outcomes.append(LookupError(f"unknown chat {turn.start.chat_id}"))
-        if chat is None:
-            continue
-        try:
-            plans[index] = turn.plan(chat)
-        except Exception as exc:  # this turn fails alone
-            outcomes[index] = exc
-    await _drop_duplicates(connection, turns, plans, outcomes)
+    state = await _chat_states(connection, chat_ids, wanted)
+    plans, outcomes = _plan_turns(turns, state.choices)
+    if state.maybe_stored:
+        await _drop_duplicates(connection, turns, plans, outcomes)
     if not plans:
         return outcomes
 
@@ -1193,7 +1219,7 @@ async def _begin_wave(
         conversation = found.get(_key_of(turns[index].start))
         return conversation is None or conversation.persona != plans[index].persona
 
-    found = await _open_conversations(connection, chat_ids)
+    found = state.conversations
     to_lock = {
         turns[i].start.chat_id for i in plans if stale(i, found) and not turns[i].record_chat
     }
@@ -1257,6 +1283,24 @@ async def _begin_wave(
             provider_sessions=sessions.get(index, {}),
         )
     return outcomes
+
+
+def _plan_turns(
+    turns: Sequence[_PendingTurn], choices: Mapping[int, ChatChoices]
+) -> tuple[dict[int, TurnPlan], list[BegunTurn | Exception]]:
+    """Each turn's plan by index, from its chat's choices; the outcomes of those that failed."""
+    outcomes: list[BegunTurn | Exception] = []
+    plans: dict[int, TurnPlan] = {}
+    for index, turn in enumerate(turns):
+        chat = choices.get(turn.start.chat_id)
+        outcomes.append(LookupError(f"unknown chat {turn.start.chat_id}"))
+        if chat is None:
+            continue
+        try:
+            plans[index] = turn.plan(chat)
+        except Exception as exc:  # this turn fails alone
+            outcomes[index] = exc
+    return plans, outcomes
 
 
 async def _drop_duplicates(
@@ -1419,8 +1463,93 @@ async def _open_conversations(
     }
 
 
-# Conversations whose history one statement reads; SQLite allows 500 SELECTs in a UNION.
-HISTORIES_PER_STATEMENT = 100
+@dataclass(frozen=True, slots=True)
+class _ChatStates:
+    """What one look-up tells of the chats of a wave of turns."""
+
+    choices: dict[int, ChatChoices]
+    conversations: dict[ConversationKey, _OpenConversation]
+    # Some of the wave's Telegram messages may be stored already (delivered again).
+    maybe_stored: bool
+
+
+async def _chat_states(
+    connection: AsyncConnection, chat_ids: set[int], wanted: set[tuple[int, int]]
+) -> _ChatStates:
+    """The chats' choices, their open conversations and a duplicate check, in one statement.
+
+    The check counts the ``wanted`` Telegram messages (chat, message id) stored as users'
+    turns; only when there is one does ``_drop_duplicates`` find out which.
+    """
+    c, m = CONVERSATIONS.c, MESSAGES.c
+    stored = CONVERSATIONS.alias("stored_in")
+    default_model = (
+        select(MODEL_DEFAULTS.c.model)
+        .where(MODEL_DEFAULTS.c.capability == "chat")
+        .scalar_subquery()
+        .label("default_model")
+    )
+    # Not correlated with the rows around it, so run once (not once per conversation row);
+    # through the chats' conversations, whose index keeps it to these chats' messages.
+    stored_count = (
+        select(func.count())
+        .select_from(MESSAGES.join(stored, m.conversation_id == stored.c.id))
+        .where(
+            stored.c.chat_id.in_(chat_ids),
+            m.telegram_message_id.in_({message for _, message in wanted}),
+            tuple_(stored.c.chat_id, m.telegram_message_id).in_(wanted),
+            m.role == USER,
+        )
+        .scalar_subquery()
+        .label("stored")
+    )
+    rows = await connection.execute(
+        select(
+            CHATS.c.id,
+            CHATS.c.persona,
+            PERSONAS.c.prompt,
+            CHATS.c.model,
+            default_model,
+            stored_count,
+            c.id.label("conversation_id"),
+            c.thread_id,
+            c.user_id,
+            c.persona.label("conversation_persona"),
+            c.provider_session_owner,
+            c.provider_session,
+        )
+        .select_from(
+            CHATS.outerjoin(PERSONAS, PERSONAS.c.name == CHATS.c.persona).outerjoin(
+                CONVERSATIONS, and_(c.chat_id == CHATS.c.id, c.ended_at.is_(None))
+            )
+        )
+        .where(CHATS.c.id.in_(chat_ids))
+        .order_by(c.id)
+    )
+    choices: dict[int, ChatChoices] = {}
+    conversations: dict[ConversationKey, _OpenConversation] = {}
+    maybe_stored = False
+    for row in rows:
+        choices[row.id] = ChatChoices(
+            persona=row.persona,
+            persona_prompt=row.prompt,
+            model=row.model,
+            default_model=row.default_model,
+        )
+        maybe_stored = maybe_stored or bool(row.stored)
+        if row.conversation_id is not None:
+            # In id order: the newest open conversation of a key wins, should there be two.
+            conversations[row.id, row.thread_id, row.user_id] = _OpenConversation(
+                row.conversation_id,
+                row.conversation_persona,
+                row.provider_session_owner,
+                row.provider_session,
+            )
+    return _ChatStates(choices, conversations, maybe_stored)
+
+
+# Conversations whose history one statement reads (each a bound parameter).
+HISTORIES_PER_STATEMENT = 500
 
 
 async def _histories(
@@ -1430,44 +1559,75 @@ async def _histories(
 
     With ``upto``, only messages up to that id (a turn being answered again).
     """
-    m = MESSAGES.c
-    usable = or_(
-        m.role == USER,
-        and_(m.role == ASSISTANT, m.content != "", m.status.in_(CONTEXT_STATUSES)),
-    )
-    columns = (
-        m.id,
-        m.conversation_id,
-        m.role,
-        m.content,
-        m.status,
-        m.telegram_chat_id,
-        m.telegram_message_id,
-        m.telegram_message_ids,
-        m.created_at,
-        m.kind,
-        m.user_id,
-    )
-    bound = m.id <= upto if upto is not None else true()
+    by_limit: dict[int, list[int]] = {}
+    for conversation_id, limit in limits.items():
+        if limit > 0:
+            by_limit.setdefault(limit, []).append(conversation_id)
     histories: dict[int, list[StoredMessage]] = {}
-    items = list(limits.items())
-    for first in range(0, len(items), HISTORIES_PER_STATEMENT):
-        # One index range scan per conversation, all in one round trip.
-        parts = [
-            select(*columns)
-            .where(m.conversation_id == conversation_id, m.kind == MessageKind.CHAT, usable, bound)
-            .order_by(m.id.desc())
-            .limit(limit)
-            .subquery()
-            .select()
-            for conversation_id, limit in items[first : first + HISTORIES_PER_STATEMENT]
-        ]
-        statement = parts[0] if len(parts) == 1 else union_all(*parts)
-        for row in await connection.execute(statement):
-            histories.setdefault(row.conversation_id, []).append(_stored(row))
+    for limit, conversation_ids in by_limit.items():
+        for first in range(0, len(conversation_ids), HISTORIES_PER_STATEMENT):
+            chunk = conversation_ids[first : first + HISTORIES_PER_STATEMENT]
+            statement = _history_statement(chunk, limit, upto)
+            for row in await connection.execute(statement):
+                histories.setdefault(row.conversation_id, []).append(_stored(row))
     for history in histories.values():
         history.sort(key=lambda message: message.id)
     return histories
+
+
+def _history_statement(
+    conversation_ids: Sequence[int], limit: int, upto: int | None
+) -> Select[Any]:
+    """The newest ``limit`` usable chat messages of each of these conversations.
+
+    Its shape is the same however many conversations it reads (their ids are one expanding
+    parameter), so it is compiled once, not once per burst size. Per conversation, a
+    correlated subquery finds the ``limit``-th newest usable message; the messages from it
+    on are one index range scan (SQLite and PostgreSQL both bound the scan by it).
+    """
+    m, c = MESSAGES.c, CONVERSATIONS.c
+    newer = MESSAGES.alias("newer")
+
+    def usable(messages: Any) -> ColumnElement[bool]:
+        bound = messages.id <= upto if upto is not None else true()
+        return and_(
+            messages.kind == MessageKind.CHAT,
+            or_(
+                messages.role == USER,
+                and_(
+                    messages.role == ASSISTANT,
+                    messages.content != "",
+                    messages.status.in_(CONTEXT_STATUSES),
+                ),
+            ),
+            bound,
+        )
+
+    oldest = (
+        select(newer.c.id)
+        .where(newer.c.conversation_id == c.id, usable(newer.c))
+        .order_by(newer.c.id.desc())
+        .limit(1)
+        .offset(limit - 1)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            m.id,
+            m.conversation_id,
+            m.role,
+            m.content,
+            m.status,
+            m.telegram_chat_id,
+            m.telegram_message_id,
+            m.telegram_message_ids,
+            m.created_at,
+            m.kind,
+            m.user_id,
+        )
+        .select_from(CONVERSATIONS.join(MESSAGES, m.conversation_id == c.id))
+        .where(c.id.in_(conversation_ids), usable(m), m.id >= func.coalesce(oldest, 0))
+    )
 
 
 async def _insert_ids(
