@@ -69,6 +69,7 @@ class Services:
                 private_interval=streaming.edit_interval_private,
                 group_interval=streaming.edit_interval_group,
                 global_per_second=streaming.global_per_second,
+                final_burst=streaming.final_burst,
                 shared=shared.budget,
             ),
             drafts=DraftSupport(enabled=streaming.drafts, interval=streaming.draft_interval),

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 
 from bot.config import Config
+from bot.handlers.context import SERVICES_KEY, BotApplication
 from bot.storage.db import create_engine
 from bot.storage.models import Message
 from tests.fakes.telegram import FakeTelegram
@@ -24,6 +25,15 @@ async def until(predicate: Callable[..., bool], timeout: float = 15.0) -> None:
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+async def turn_over(
+    application: BotApplication, chat_id: int = USER, thread_id: int | None = None
+) -> None:
+    """Wait until no turn holds the conversation: the final text shows before the turn ends,
+    and a message sent in between would be queued behind it, with a notice."""
+    conversations = application.bot_data[SERVICES_KEY].conversations
+    await until(lambda: not conversations.busy((chat_id, thread_id)))
 
 
 def bot_texts(telegram: FakeTelegram, chat_id: int = USER) -> list[str]:

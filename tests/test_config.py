@@ -20,6 +20,7 @@ def test_example_config_is_valid_and_documents_every_section():
     assert config.database.url == DEFAULT_DATABASE_URL
     assert config.streaming.edit_interval_private == 1.0
     assert config.streaming.shutdown_grace == 10.0
+    assert config.streaming.final_burst == 1
     assert config.context.max_tokens == 6000
 
 
@@ -54,6 +55,9 @@ def test_unset_environment_variable_is_named_with_its_key_path():
         ({"context": {"max_tokens": 0}}, "context.max_tokens"),
         ({"streaming": {"edit_interval_group": -1}}, "streaming.edit_interval_group"),
         ({"streaming": {"shutdown_grace": -1}}, "streaming.shutdown_grace"),
+        ({"streaming": {"final_burst": -1}}, "streaming.final_burst"),
+        ({"streaming": {"final_burst": 3}}, "streaming.final_burst"),
+        ({"streaming": {"final_burst": 0.5}}, "streaming.final_burst"),
         ({"providers": [{"name": "p", "base_url": "ftp://x"}]}, "providers[0].base_url"),
         (
             {"providers": [{"name": "p", "base_url": "http://x", "kind": "nope"}]},

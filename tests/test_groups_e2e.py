@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.e2e import answers_once_stored, bot_texts, until
+from tests.e2e import answers_once_stored, bot_texts, turn_over, until
 from tests.fakes.telegram import BOT_USERNAME, FakeTelegram, FloodLimits
 
 GROUP = -1007777
@@ -111,6 +111,7 @@ async def test_each_forum_topic_keeps_its_own_conversation_and_answers_land_in_i
     provider.enqueue_stream(["About dogs."])
     telegram.user_sends(f"{MENTION} dogs", chat_id=GROUP, user_id=BOB, message_thread_id=20)
     await until(lambda: "About dogs." in bot_texts(telegram, GROUP))
+    await turn_over(bot, GROUP, 10)
     provider.enqueue_stream(["More cats."])
     telegram.user_sends("/chat more", chat_id=GROUP, user_id=BOB, message_thread_id=10)
     await until(lambda: "More cats." in bot_texts(telegram, GROUP))

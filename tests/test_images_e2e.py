@@ -9,7 +9,7 @@ import pytest
 
 from bot.messages import text
 from bot.vision import MAX_IMAGE_BYTES
-from tests.e2e import bot_texts, stored_messages, until
+from tests.e2e import bot_texts, stored_messages, turn_over, until
 from tests.factories import MODEL
 from tests.fakes.provider import FAKE_PNG, ErrorResponse, ImagesAnswer, b64_item
 from tests.fakes.telegram import BOT_USERNAME
@@ -368,6 +368,7 @@ async def test_asking_the_bot_in_reply_to_a_members_photo_shows_the_model_that_p
         f"@{BOT_USERNAME} what is in this picture?", chat_id=GROUP, reply_to_message_id=bobs
     )
     await until(lambda: len(bot_texts(telegram, GROUP)) == 1)
+    await turn_over(seeing_bot, GROUP)
     telegram.user_sends("/chat and the weather?", chat_id=GROUP)
     await until(lambda: len(bot_texts(telegram, GROUP)) == 2)
     first, second = provider.requests

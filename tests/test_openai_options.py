@@ -14,6 +14,7 @@ from bot.config import ProviderConfig, TimeoutConfig
 from bot.providers.base import ChatMessage, ChatRequest, StreamEnd, StreamEvent, TextDelta, Usage
 from bot.providers.openai_compat import OpenAICompatProvider
 from bot.providers.service import user_tag
+from tests.e2e import turn_over
 from tests.fakes.provider import (
     Chunk,
     Done,
@@ -161,9 +162,10 @@ async def test_user_field_sent_by_the_bot_is_the_stable_tag_of_the_telegram_user
             while len([m for m in telegram.messages(chat_id) if m.from_bot]) < count:
                 await asyncio.sleep(0.02)
 
-    async with start_bot(config_for(streaming={"drafts": False})):
+    async with start_bot(config_for(streaming={"drafts": False})) as application:
         telegram.user_sends("first question")
         await answered(42, 1)
+        await turn_over(application, 42)
         telegram.user_sends("second question")
         await answered(42, 2)
         telegram.user_sends("someone else", user_id=77)

@@ -83,3 +83,59 @@ async def test_cancelled_waiters_give_their_global_slots_to_later_calls():
     await asyncio.gather(*(outbox.call(100 + i, sent, must_deliver=False) for i in range(19)))
     # 19 calls at 20 a second fit in the slots given back: about one second, not two.
     assert loop.time() - started < 1.3
+
+
+# A chat interval far longer than any test, so waiting for it shows as a call still pending.
+LONG_INTERVAL = 30.0
+
+
+async def still_waiting(call) -> bool:
+    """Start ``call``; whether it is still waiting for its slot a moment later (then cancel)."""
+    task = asyncio.ensure_future(call)
+    await asyncio.sleep(0.3)
+    waiting = not task.done()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return waiting
+
+
+async def test_a_final_call_spends_the_chats_reserve_instead_of_waiting_its_interval(
+    telegram, real_bot
+):
+    outbox = Outbox(private_interval=LONG_INTERVAL, group_interval=LONG_INTERVAL, final_burst=1)
+
+    def send(text):
+        return lambda: real_bot.send_message(3, text)
+
+    assert await outbox.call(3, send("draft"), must_deliver=False) is not None
+    async with asyncio.timeout(10):
+        final = await outbox.call(3, send("final"), must_deliver=True)
+    assert final is not None
+    assert await still_waiting(outbox.call(3, send("update"), must_deliver=False))
+    assert await still_waiting(outbox.call(3, send("again"), must_deliver=True)), (
+        "one call in reserve: the second must-deliver call waits"
+    )
+    assert [c.params["text"] for c in telegram.calls_to("sendMessage")] == ["draft", "final"]
+
+
+async def test_with_no_final_burst_a_final_call_waits_its_interval(telegram, real_bot):
+    outbox = Outbox(private_interval=LONG_INTERVAL, group_interval=LONG_INTERVAL)
+    assert await outbox.call(3, lambda: real_bot.send_message(3, "a"), must_deliver=False)
+    assert await still_waiting(
+        outbox.call(3, lambda: real_bot.send_message(3, "b"), must_deliver=True)
+    )
+
+
+async def test_after_a_429_a_final_call_does_not_spend_the_reserve(telegram, real_bot):
+    outbox = Outbox(private_interval=LONG_INTERVAL, group_interval=LONG_INTERVAL, final_burst=1)
+    telegram.inject_retry_after("sendMessage", 1, chat_id=4, times=1)
+
+    def send(text):
+        return lambda: real_bot.send_message(4, text)
+
+    assert await outbox.call(4, send("refused"), must_deliver=False) is None
+    async with asyncio.timeout(10):
+        assert await outbox.call(4, send("after the hold"), must_deliver=True) is not None
+    # Without the 429 this call would go at once on the reserve.
+    assert await still_waiting(outbox.call(4, send("final"), must_deliver=True))
+    assert outbox.retry_afters == 1

@@ -36,11 +36,14 @@ def test_keys_carry_the_prefix_and_the_bot_id_but_never_the_secret():
 
 
 def test_the_acquire_reply_is_read_in_seconds():
-    answer = parse_answer([b"1", b"250000", b"1700000000250000", b"1700000000200000"])
+    answer = parse_answer(
+        [b"1", b"250000", b"1700000000250000", b"1700000000200000", b"1699999999900000"]
+    )
     assert answer.granted
     assert answer.wait == 0.25
     assert answer.chat_next == "1700000000250000"
-    assert not parse_answer([b"0", b"1000000", b"0", b"0"]).granted
+    assert answer.chat_before == "1699999999900000"
+    assert not parse_answer([b"0", b"1000000", b"0", b"0", b"0"]).granted
 
 
 def test_an_outage_is_announced_once_and_redis_is_retried_later():
@@ -210,3 +213,68 @@ async def test_a_cancelled_wait_for_a_slot_always_ends_cancelled(budgets):
         outcomes.append(waiting.cancelled())
     assert outcomes
     assert all(outcomes), "every cancelled wait must end cancelled, never with a slot"
+
+
+async def still_waiting(call, seconds=0.3) -> bool:
+    """Start ``call``; whether it is still waiting for its slot ``seconds`` later (then cancel)."""
+    task = asyncio.ensure_future(call)
+    await asyncio.sleep(seconds)
+    waiting = not task.done()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return waiting
+
+
+def reserving(shared):
+    """An instance's outbox with a long chat interval and one call in reserve."""
+    return Outbox(private_interval=30.0, group_interval=30.0, final_burst=1, shared=shared)
+
+
+async def test_a_chats_reserve_is_shared_by_the_instances(flood_telegram, real_bot, budgets):
+    first, second = reserving(budgets[0]), reserving(budgets[1])
+
+    def send(text):
+        return lambda: real_bot.send_message(12, text)
+
+    assert await first.call(12, send("draft"), must_deliver=False) is not None
+    async with asyncio.timeout(10):
+        assert await second.call(12, send("final"), must_deliver=True) is not None
+    # The reserve is spent on the other instance: this one's local budget alone would allow both.
+    assert await still_waiting(first.call(12, send("next final"), must_deliver=True))
+    assert await still_waiting(first.call(12, send("update"), must_deliver=False))
+    assert len(flood_telegram.calls_to("sendMessage", 12)) == 2
+
+
+async def test_an_unused_final_slot_gives_back_the_reserve_but_not_the_spacing(
+    flood_telegram, real_bot, budgets
+):
+    first, second = reserving(budgets[0]), reserving(budgets[1])
+
+    async def nothing():
+        return None
+
+    assert await first.call(13, lambda: real_bot.send_message(13, "a"), must_deliver=False)
+    assert await second.call(13, nothing, must_deliver=True) is None
+    # The second instance's own budget is blank: Redis alone decides for it.
+    assert await still_waiting(
+        second.call(13, lambda: real_bot.send_message(13, "b"), must_deliver=False)
+    ), "giving the slot back must not undo the spacing of the call before it"
+    async with asyncio.timeout(10):
+        final = await second.call(13, lambda: real_bot.send_message(13, "c"), must_deliver=True)
+    assert final is not None
+
+
+async def test_a_429_on_one_instance_empties_the_reserve_on_the_other(
+    flood_telegram, real_bot, budgets
+):
+    first, second = reserving(budgets[0]), reserving(budgets[1])
+    flood_telegram.inject_retry_after("sendMessage", 1, chat_id=14, times=1)
+
+    def send(text):
+        return lambda: real_bot.send_message(14, text)
+
+    assert await first.call(14, send("refused"), must_deliver=False) is None
+    # The hold is 1 s; spending the reserve, the final would follow it. The other instance's
+    # own budget knows no 429 and would let it go at once.
+    assert await still_waiting(second.call(14, send("final"), must_deliver=True), seconds=2.0)
+    assert len(flood_telegram.calls_to("sendMessage", 14)) == 1

@@ -6,9 +6,11 @@ from itertools import pairwise
 
 from telegram import Bot
 
-from tests.e2e import answers_once_stored, bot_texts, stop_data, until
+from bot.runner import running
+from tests.e2e import answers_once_stored, bot_texts, stop_data, turn_over, until
 from tests.factories import TOKEN
 from tests.fakes.provider import Chunk, Delay, Done, Finish, Role
+from tests.fakes.telegram import FakeTelegram, FloodLimits
 
 USER = 42
 GROUP = -1001234
@@ -126,3 +128,46 @@ async def test_a_deleted_answer_message_continues_in_a_new_one(telegram, provide
     await until(lambda: any("piece9" in t for t in bot_texts(telegram, GROUP)), timeout=20)
     assert bot_texts(telegram, GROUP)[-1] == "".join(f"piece{i} " for i in range(10)).strip()
     assert telegram.calls_to("editMessageText", ok=False), "the edit of the deleted message"
+
+
+async def test_a_stream_ending_right_after_a_draft_gets_its_final_message_at_once(
+    provider, config_for
+):
+    # Telegram's limits enforced, and updates spaced far longer than the test may take: a
+    # final text waiting out the spacing behind the draft would never arrive in time.
+    async with FakeTelegram(token=TOKEN, flood=FloodLimits()) as telegram:
+        config = config_for(
+            telegram={"base_url": telegram.base_url, "base_file_url": telegram.base_file_url},
+            streaming={"draft_interval": 60, "edit_interval_private": 60},
+        )
+        provider.enqueue(
+            Role(), Chunk("Right after"), Delay(0.3), Chunk(" the draft."), Finish(), Done()
+        )
+        async with running(config):
+            telegram.user_sends("go")
+            await until(lambda: "Right after the draft." in bot_texts(telegram), timeout=20)
+    (draft,) = telegram.drafts(USER)
+    assert draft.text == "Right after"
+    (final,) = telegram.calls_to("sendMessage")
+    assert final.at > draft.at
+    assert [c.summary() for c in telegram.calls if c.error_code == 429] == []
+
+
+async def test_many_answers_in_a_row_to_one_chat_never_meet_a_429(provider, config_for):
+    # The default pacing against Telegram's limits: each answer's final text spends the
+    # reserve right after its draft, so the next answer must wait for it to refill.
+    answers = 6
+    async with FakeTelegram(token=TOKEN, flood=FloodLimits()) as telegram:
+        config = config_for(
+            telegram={"base_url": telegram.base_url, "base_file_url": telegram.base_file_url}
+        )
+        async with running(config) as application:
+            for n in range(answers):
+                provider.enqueue(
+                    Role(), Chunk(f"Answer {n}"), Delay(0.1), Chunk(" ends."), Finish(), Done()
+                )
+                telegram.user_sends(f"question {n}")
+                await until(lambda n=n: f"Answer {n} ends." in bot_texts(telegram), timeout=30)
+                await turn_over(application)
+    assert bot_texts(telegram) == [f"Answer {n} ends." for n in range(answers)]
+    assert [c.summary() for c in telegram.calls if c.error_code == 429] == []

@@ -13,16 +13,29 @@ PENALTY_FACTOR = 2.0
 
 @dataclass(slots=True)
 class ChatBudget:
-    """The pace of one chat: a minimum interval between calls and a 429 hold."""
+    """The pace of one chat: a token bucket of ``1 + reserve`` calls refilled every ``interval``.
+
+    Kept as the time the next evenly spaced call may go (``next_at``). Progress calls
+    (drafts, edits) wait for it, so they never spend the reserve; a must-deliver call (the
+    final text) may go up to ``reserve`` intervals sooner. Either way, at most
+    ``1 + reserve + t / interval`` calls go out in any ``t`` seconds. A 429 holds the chat,
+    then widens its interval and leaves the reserve empty until the penalty is over.
+    """
 
     interval: float
+    reserve: int = 0
     next_at: float = 0.0
     hold_until: float = 0.0
     penalty_until: float = 0.0
 
-    def delay(self, now: float) -> float:
-        """Seconds to wait before the next call may go out."""
-        return max(0.0, self.next_at - now, self.hold_until - now)
+    def delay(self, now: float, *, must_deliver: bool = False) -> float:
+        """Seconds to wait before the next call (a must-deliver one if so) may go out."""
+        ready = self.next_at - (self.slack(now) if must_deliver else 0.0)
+        return max(0.0, ready - now, self.hold_until - now)
+
+    def slack(self, now: float) -> float:
+        """How much sooner than the spacing a must-deliver call may go at ``now``."""
+        return 0.0 if now < self.penalty_until else self.reserve * self.interval
 
     def idle(self, now: float) -> bool:
         """Whether forgetting this chat would change nothing: no wait, hold or penalty left."""
@@ -31,7 +44,9 @@ class ChatBudget:
     def sent(self, now: float, interval: float | None = None) -> None:
         """Record a call that went out at ``now``; ``interval`` overrides the usual spacing."""
         factor = PENALTY_FACTOR if now < self.penalty_until else 1.0
-        self.next_at = now + (self.interval if interval is None else interval) * factor
+        spacing = (self.interval if interval is None else interval) * factor
+        # A call that went early spent the reserve: the next ones keep the spacing behind it.
+        self.next_at = max(self.next_at, now) + spacing
 
     def retry_after(self, now: float, seconds: float) -> None:
         """Record a 429: hold the chat for ``seconds`` and widen its interval for a while."""

@@ -50,11 +50,15 @@ class Outbox:
         private_interval: float,
         group_interval: float,
         global_per_second: float = FloodLimit.MESSAGES_PER_SECOND,
+        final_burst: int = 0,
         clock: Callable[[], float] = time.monotonic,
         shared: SharedBudget | None = None,
     ) -> None:
         self._private_interval = private_interval
         self._group_interval = group_interval
+        # Calls per chat held back for must-deliver ones, so a final text never waits a
+        # whole interval behind the last draft.
+        self._final_burst = final_burst
         self._global = GlobalBudget(global_per_second)
         self._clock = clock
         # With several instances, the budget they share replaces the global one here.
@@ -66,15 +70,17 @@ class Outbox:
         """Calls waiting for their chat's or the bot's budget now."""
 
     async def _wait_for_slot(
-        self, chat_id: int, budget: ChatBudget, interval: float | None
+        self, chat_id: int, budget: ChatBudget, interval: float | None, *, must_deliver: bool
     ) -> Grant | None:
         """Sleep until the chat and the bot may spend a call; the shared grant, if any."""
-        delay = budget.delay(self._clock())
+        delay = budget.delay(self._clock(), must_deliver=must_deliver)
         if delay > 0:
             await asyncio.sleep(delay)
         if self._shared is not None:
             spacing = budget.interval if interval is None else interval
-            grant = await self._shared.turn(chat_id, spacing)
+            # Redis applies the same reserve, and empties it during a penalty itself.
+            slack = budget.reserve * budget.interval if must_deliver else 0.0
+            grant = await self._shared.turn(chat_id, spacing, slack=slack)
             if grant is not None:
                 return grant
         slot = self._global.reserve(self._clock())
@@ -92,7 +98,7 @@ class Outbox:
                 self._prune()
             # Positive ids are users (private chats); groups and channels are negative.
             interval = self._private_interval if chat_id > 0 else self._group_interval
-            budget = self._budgets[chat_id] = ChatBudget(interval)
+            budget = self._budgets[chat_id] = ChatBudget(interval, self._final_burst)
         return budget
 
     def _prune(self) -> None:
@@ -117,6 +123,7 @@ class Outbox:
         ``make_call`` is invoked only once the slot is granted, so it sends the newest
         state; returning None means it had nothing to send. A 429 holds the chat; the call
         is then retried when ``must_deliver``, otherwise dropped (newer text follows).
+        A must-deliver call may spend the chat's reserve and go before the usual spacing.
         ``interval`` replaces the chat's own spacing after this call (drafts animate faster).
         """
         budget = self._budget(chat_id)
@@ -130,7 +137,9 @@ class Outbox:
                     if not waiting:
                         self.waiting += 1
                         waiting = True
-                    grant = await self._wait_for_slot(chat_id, budget, interval)
+                    grant = await self._wait_for_slot(
+                        chat_id, budget, interval, must_deliver=must_deliver
+                    )
                     self.waiting -= 1
                     waiting = False
                     try:

@@ -3,7 +3,9 @@
 Telegram counts a bot's calls wherever they come from, so instances behind one webhook must
 share one budget. One Redis script grants a call atomically: when the chat's interval and
 any 429 hold have passed, it books the next of the bot's evenly spaced global slots and the
-chat's next slot after it. Times are Redis' own clock, the same for every instance.
+chat's next slot after it. A must-deliver call may spend the chat's reserve there too, so the
+bound of ``ChatBudget`` holds for the chat across all instances. Times are Redis' own clock,
+the same for every instance.
 
 When Redis cannot be reached the outbox falls back to its own budget (a warning is logged
 once per outage) and Redis is tried again a few seconds later.
@@ -33,37 +35,44 @@ REDIS_TIMEOUT = 1.0
 # The longest sleep between two asks for a chat's slot, so a hold lifted early is noticed.
 MAX_WAIT_SECONDS = 5.0
 
-# KEYS: global, chat. ARGV: global spacing, chat interval (microseconds), penalty factor.
-# Returns {granted, wait, chat_next, global_next} in microseconds, as strings: Lua prints
-# numbers with 14 digits, fewer than a microsecond timestamp has.
+# KEYS: global, chat. ARGV: global spacing, chat interval, the reserve a must-deliver call
+# may spend (microseconds; 0 for progress calls), penalty factor. The chat's 'next' is when
+# its next evenly spaced call may go; a must-deliver call may go up to the reserve sooner,
+# except during a penalty (the same rule as ChatBudget).
+# Returns {granted, wait, chat_next, global_next, chat_before} in microseconds, as strings:
+# Lua prints numbers with 14 digits, fewer than a microsecond timestamp has.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local chat = redis.call('HMGET', KEYS[2], 'next', 'hold', 'penalty')
-local ready = math.max(tonumber(chat[1]) or 0, tonumber(chat[2]) or 0)
+local spaced = tonumber(chat[1]) or 0
 local penalty = tonumber(chat[3]) or 0
+local slack = tonumber(ARGV[3])
+if now < penalty then slack = 0 end
+local ready = math.max(spaced - slack, tonumber(chat[2]) or 0)
 if ready > now then
-  return {'0', string.format('%.0f', ready - now), '0', '0'}
+  return {'0', string.format('%.0f', ready - now), '0', '0', '0'}
 end
 local slot = math.max(now, tonumber(redis.call('GET', KEYS[1])) or 0)
 local global_next = slot + tonumber(ARGV[1])
 redis.call('SET', KEYS[1], string.format('%.0f', global_next),
            'PX', math.ceil((global_next - now) / 1000) + 1000)
 local interval = tonumber(ARGV[2])
-if slot < penalty then interval = interval * tonumber(ARGV[3]) end
-local chat_next = math.floor(slot + interval)
+if slot < penalty then interval = interval * tonumber(ARGV[4]) end
+local chat_next = math.floor(math.max(slot, spaced) + interval)
 redis.call('HSET', KEYS[2], 'next', string.format('%.0f', chat_next))
 local keep = math.max(chat_next, tonumber(chat[2]) or 0, penalty) - now
 redis.call('PEXPIRE', KEYS[2], math.ceil(keep / 1000) + 1000)
 return {'1', string.format('%.0f', slot - now), string.format('%.0f', chat_next),
-        string.format('%.0f', global_next)}
+        string.format('%.0f', global_next), string.format('%.0f', spaced)}
 """
 
-# KEYS: global, chat. ARGV: the grant's chat_next, global_next, global spacing, and whether
-# the global slot goes back too (it was not reached). Undoes what nobody has built on since.
+# KEYS: global, chat. ARGV: the grant's chat_next, global_next, global spacing, whether
+# the global slot goes back too (it was not reached), and the chat's 'next' before the
+# grant. Undoes what nobody has built on since.
 _RELEASE = """
 if redis.call('HGET', KEYS[2], 'next') == ARGV[1] then
-  redis.call('HSET', KEYS[2], 'next', '0')
+  redis.call('HSET', KEYS[2], 'next', ARGV[5])
 end
 if ARGV[4] == '1' and redis.call('GET', KEYS[1]) == ARGV[2] then
   local back = tonumber(ARGV[2]) - tonumber(ARGV[3])
@@ -112,12 +121,13 @@ class Answer:
     wait: float
     chat_next: str
     global_next: str
+    chat_before: str
 
 
 def parse_answer(reply: list[Any]) -> Answer:
     """Decode the acquire script's reply (bytes or strings)."""
-    granted, wait, chat_next, global_next = (_text(item) for item in reply)
-    return Answer(granted == "1", int(wait) / MICROS, chat_next, global_next)
+    granted, wait, chat_next, global_next, chat_before = (_text(item) for item in reply)
+    return Answer(granted == "1", int(wait) / MICROS, chat_next, global_next, chat_before)
 
 
 def _text(item: object) -> str:
@@ -216,16 +226,22 @@ class SharedBudget:
             await asyncio.wait(set(self._background), timeout=REDIS_TIMEOUT)
         await self._client.aclose()
 
-    async def turn(self, chat_id: int, interval: float) -> Grant | None:
+    async def turn(self, chat_id: int, interval: float, *, slack: float = 0.0) -> Grant | None:
         """Wait for the chat's next shared slot; None if Redis is unusable (use the local budget).
 
-        ``interval`` is the chat's spacing after this call.
+        ``interval`` is the chat's spacing after this call; ``slack``, how much sooner than
+        that spacing a must-deliver call may go (the chat's reserve), 0 for progress calls.
         """
         keys = (global_key(self._space), chat_key(self._space, chat_id))
         while True:
             if not self.availability.usable(self._clock()):
                 return None
-            args = (self._spacing, round(interval * MICROS), PENALTY_FACTOR)
+            args = (
+                self._spacing,
+                round(interval * MICROS),
+                round(slack * MICROS),
+                PENALTY_FACTOR,
+            )
             try:
                 reply = await self._run(
                     self._acquire(keys=keys, args=args),
@@ -267,7 +283,13 @@ class SharedBudget:
             await self._run(
                 self._release(
                     keys=(global_key(self._space), chat_key(self._space, chat_id)),
-                    args=(answer.chat_next, answer.global_next, self._spacing, int(global_slot)),
+                    args=(
+                        answer.chat_next,
+                        answer.global_next,
+                        self._spacing,
+                        int(global_slot),
+                        answer.chat_before,
+                    ),
                 )
             )
         except Exception as exc:
