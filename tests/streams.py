@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Callable, Iterable
+from dataclasses import replace
 
 from bot.errors import ProviderError
 from bot.providers.anthropic_decoder import AnthropicStreamParser
-from bot.providers.base import StreamEvent, StreamStart, TextDelta
+from bot.providers.base import StreamEvent, StreamStart, TextDelta, ToolCallDelta
 from bot.providers.decoders import OpenAIStreamParser, SSEDecoder, SSEMessage
 
 
@@ -31,6 +32,27 @@ async def collect_until_error(
 def text_of(events: Iterable[StreamEvent]) -> str:
     """The text of the events, joined."""
     return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+def joined(events: Iterable[StreamEvent]) -> list[StreamEvent]:
+    """The events with every run of text pieces, and of argument fragments of one tool call,
+    joined: what a stream over HTTP gives whichever reads its body arrived in."""
+    out: list[StreamEvent] = []
+    for event in events:
+        last = out[-1] if out else None
+        if isinstance(event, TextDelta) and isinstance(last, TextDelta):
+            out[-1] = TextDelta(last.text + event.text)
+        elif (
+            isinstance(event, ToolCallDelta)
+            and isinstance(last, ToolCallDelta)
+            and event.index == last.index
+            and event.id is None
+            and event.name is None
+        ):
+            out[-1] = replace(last, arguments=last.arguments + event.arguments)
+        else:
+            out.append(event)
+    return out
 
 
 def starts(events: Iterable[StreamEvent]) -> list[str]:

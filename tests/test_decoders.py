@@ -9,7 +9,13 @@ import pytest
 
 from bot.errors import AuthError, ContentRejected, RateLimited, StreamCut, Unavailable
 from bot.providers.base import StreamEnd, TextDelta, ToolCallDelta, Usage
-from bot.providers.decoders import OpenAIStreamParser, SSEDecoder, SSEMessage, parse_completion
+from bot.providers.decoders import (
+    OpenAIStreamParser,
+    SSEDecoder,
+    SSEMessage,
+    parse_completion,
+    parse_json,
+)
 from tests.seeds import (
     SEED_002_REDUCE_CHAT,
     SEED_002_REDUCE_COMPLETION,
@@ -455,3 +461,53 @@ def test_parse_completion_of_an_error_body_raises() -> None:
 def test_parse_completion_of_something_else_raises_unavailable() -> None:
     with pytest.raises(Unavailable):
         parse_completion({"hello": "world"})
+
+
+# --- parse_json: orjson's speed, json.loads' answers -------------------------------------------
+
+JSON_TEXTS = [
+    '{"choices": [{"index": 0, "delta": {"content": "你好 🌍"}}], "created": 1700000000}',
+    '{"a": NaN, "b": Infinity, "c": -Infinity}',
+    "[1e400, -1e400]",
+    '{"prompt_tokens": 123456789012345678901234567890}',  # beyond 64 bits
+    '{"n": -9223372036854775809}',  # just below the smallest 64-bit integer
+    '{"n": 18446744073709551615, "m": -9223372036854775808}',  # the 64-bit extremes
+    '{"id": "1234567890123456789012345"}',  # long digits in a string
+    '"\\ud800"',  # an escaped lone surrogate
+    '"\ud800"',  # a raw one
+    '{"a": 1, "a": 2}',
+    '{"a": "\\u0000"}',
+    "  [1.5, -0.0, 1E5, 0.1e-400]  ",
+]
+
+BAD_JSON_TEXTS = ["", "   ", "keep-alive", "[1,]", '{"a": 1}x', "01", '"\x00"', "\ufeff{}"]
+
+
+@pytest.mark.parametrize("text", JSON_TEXTS)
+def test_parse_json_gives_what_json_loads_gives(text: str) -> None:
+    # repr tells an int from a float and NaN from NaN, which == cannot.
+    assert repr(parse_json(text)) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize("text", BAD_JSON_TEXTS)
+def test_parse_json_refuses_what_json_loads_refuses(text: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        json.loads(text)
+    with pytest.raises(ValueError) as ours:
+        parse_json(text)
+    assert type(ours.value) is type(refused.value)
+
+
+def test_parse_json_of_too_deep_nesting_fails_as_json_loads_does() -> None:
+    text = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(RecursionError):
+        json.loads(text)
+    with pytest.raises(RecursionError):
+        parse_json(text)
+
+
+def test_an_integer_beyond_64_bits_in_a_chunk_stays_an_exact_usage_count() -> None:
+    parser = OpenAIStreamParser()
+    huge = 123456789012345678901234567890
+    chunk = f'{{"choices": [], "usage": {{"prompt_tokens": {huge}, "completion_tokens": 2}}}}'
+    assert parser.feed(chunk) == [Usage(prompt_tokens=huge, completion_tokens=2)]

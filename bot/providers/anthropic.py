@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 
 import aiohttp
 from multidict import CIMultiDict
@@ -60,17 +59,15 @@ class AnthropicProvider(Provider):
         self._stream_headers = _headers(config, "text/event-stream")
         self._json_headers = _headers(config, "application/json")
 
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Stream the answer to ``request``; ends with one ``StreamEnd`` or raises."""
         url = f"{self._base_url}/messages"
         logger.debug("%s: POST %s model=%s", self.name, url, request.model)
         body = messages_body(request, default_max_tokens=self._max_tokens)
         parser = AnthropicStreamParser(provider=self.name, secrets=self._http.secrets)
-        async with aclosing(
-            self._http.stream(url, body, self._stream_headers, parser=parser, whole=parse_message)
-        ) as events:
-            async for event in events:
-                yield event
+        return self._http.stream(
+            url, body, self._stream_headers, parser=parser, whole=parse_message
+        )
 
     async def list_models(self) -> list[ModelInfo]:
         """``GET {base_url}/models``; an empty list when the provider has no such endpoint."""

@@ -33,7 +33,7 @@ import json
 from bot.errors import ContentRejected, StreamCut
 from bot.providers.base import StreamEnd, StreamEvent, TextDelta, ToolCallDelta, Usage
 from bot.providers.classify import classify_error, is_error_body
-from bot.providers.decoders import SSEMessage
+from bot.providers.decoders import SSEMessage, parse_json
 
 STOP_REASONS: dict[str, str] = {
     "end_turn": "stop",
@@ -113,7 +113,7 @@ class AnthropicStreamParser:
         if self._done or not message.data:
             return []
         try:
-            data = json.loads(message.data)
+            data = parse_json(message.data)
         except ValueError:
             if message.event == "error":
                 raise self._error(message.data) from None
@@ -130,14 +130,14 @@ class AnthropicStreamParser:
             kind = name or ""
         if kind == "error" or (kind not in _KNOWN and is_error_body(data)):
             raise self._error(data)
-        if kind == "message_start":
+        if kind == "content_block_delta":  # nearly every event: tested first
+            self._block_delta(data, out)
+        elif kind == "message_start":
             message = data.get("message")
             if isinstance(message, dict):
                 self._usage(message.get("usage"))
         elif kind == "content_block_start":
             self._block_start(data, out)
-        elif kind == "content_block_delta":
-            self._block_delta(data, out)
         elif kind == "message_delta":
             self._message_delta(data)
         elif kind == "message_stop":

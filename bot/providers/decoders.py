@@ -4,7 +4,8 @@
 data payloads of an OpenAI-compatible chat or legacy completions stream into ``StreamEvent``
 values (Anthropic's stream has its own parser in ``anthropic_decoder``). Both are fed by
 hand, so tests can split recorded streams at every byte offset. ``parse_models`` reads a
-model list, ``parse_edit`` the answer of ``/v1/edits``.
+model list, ``parse_edit`` the answer of ``/v1/edits``. ``parse_json`` reads the JSON of
+every stream parser.
 
 Where the stream ends (the rule every adapter relies on): ``OpenAIStreamParser`` emits
 ``StreamEnd`` when it sees ``[DONE]``. When the body ends without ``[DONE]``, ``close()``
@@ -19,6 +20,8 @@ import codecs
 import json
 from dataclasses import dataclass
 
+import orjson
+
 from bot.errors import StreamCut
 from bot.providers.base import (
     ModelInfo,
@@ -31,6 +34,28 @@ from bot.providers.base import (
 from bot.providers.classify import classify_error, is_error_body
 
 DONE = "[DONE]"
+
+_DIGITS_AS_NINES = bytes.maketrans(b"012345678", b"999999999")
+_NINETEEN_DIGITS = b"9" * 19
+
+
+def parse_json(text: str) -> object:
+    """``json.loads(text)``, by orjson where it gives the same value.
+
+    What orjson refuses (NaN, Infinity, lone surrogates, deep nesting) goes to
+    ``json.loads``, and so does text with 19 digits in a row, which may be an integer beyond
+    64 bits (orjson reads one as a float): every payload parses, or fails, as it did with
+    the standard library alone.
+    """
+    data = text.encode("utf-8", "surrogatepass")
+    # Bytes, not a regular expression: translate and find run at C speed, several times
+    # faster than re's scan, and orjson reads the UTF-8 directly.
+    if _NINETEEN_DIGITS not in data.translate(_DIGITS_AS_NINES):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +126,17 @@ class SSEDecoder:
         rest = lines.pop()
         if rest:
             self._partial.append(rest)
+        # Data lines and the blank lines between events are nearly every line: read here,
+        # without a call each; ``_line`` reads them the same way.
         for line in lines:
-            self._line(line, out)
+            if not line:
+                self._event = None
+            elif line.startswith("data:"):
+                value = line[6:] if line.startswith(" ", 5) else line[5:]
+                out.append(SSEMessage(value, self._event))
+                self._event = None
+            else:
+                self._line(line, out)
         return out
 
     def _line(self, line: str, out: list[SSEMessage]) -> None:
@@ -178,7 +212,7 @@ class OpenAIStreamParser:
             self._done = True
             return [StreamEnd(self._finish_reason or "stop")]
         try:
-            chunk = json.loads(payload)
+            chunk = parse_json(payload)
         except ValueError:
             return []
         return self.feed_chunk(chunk)

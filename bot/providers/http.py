@@ -13,6 +13,9 @@ errors are translated here, once, with ``from exc``:
 
 aiohttp enforces only the connect timeout; the other deadlines are phases of our own, so the
 time the consumer spends between two events never counts as the provider's silence.
+
+A streamed body is read in batches (``READ_BATCH_SECONDS``), and the deltas of one batch
+reach the adapter's caller joined (``bot.providers.coalesce``), for every provider kind.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from contextlib import aclosing
 from typing import Protocol
 
 import aiohttp
@@ -31,6 +33,7 @@ from bot.config import ProviderConfig, TimeoutConfig
 from bot.errors import ProviderError, ProviderTimeout, StreamCut, Unavailable
 from bot.providers.base import StreamEvent
 from bot.providers.classify import classify_error, is_error_body, parse_retry_after
+from bot.providers.coalesce import coalesce
 from bot.providers.decoders import SSEDecoder, SSEMessage
 
 logger = logging.getLogger(__name__)
@@ -72,7 +75,7 @@ def bearer(config: ProviderConfig) -> dict[str, str]:
 
 
 class MessageDecoder(Protocol):
-    """What ``ProviderHTTP.events`` needs of a pure, incremental framing decoder."""
+    """What ``ProviderHTTP.stream`` needs of a pure, incremental framing decoder."""
 
     def feed(self, data: bytes) -> list[SSEMessage]:
         """Decode ``data`` and return the messages it completed."""
@@ -82,7 +85,7 @@ class MessageDecoder(Protocol):
 
 
 class StreamParser(Protocol):
-    """What ``ProviderHTTP.events`` needs of a pure, incremental stream parser."""
+    """What ``ProviderHTTP.stream`` needs of a pure, incremental stream parser."""
 
     @property
     def done(self) -> bool:
@@ -101,6 +104,23 @@ class StreamParser(Protocol):
 
     def close(self) -> list[StreamEvent]:
         """The body ended: the closing events, or ``StreamCut`` if the answer was not done."""
+
+
+def parse_batch(
+    parser: StreamParser, messages: list[SSEMessage]
+) -> tuple[list[StreamEvent], ProviderError | None]:
+    """The events ``parser`` makes of the messages of one read, deltas joined (``coalesce``).
+
+    An error the parser raises is returned beside the events before it, so the caller can
+    pass those on first: they are part of the answer, and the error comes after them.
+    """
+    events: list[StreamEvent] = []
+    try:
+        for message in messages:
+            events += parser.feed_message(message)
+    except ProviderError as exc:
+        return coalesce(events), exc
+    return coalesce(events), None
 
 
 class Deadlines:
@@ -189,7 +209,9 @@ class ProviderHTTP:
 
         A JSON response (or any, when ``always_whole``) is a whole answer for ``whole``: an
         error body, or a provider that ignores ``stream``. Without ``whole`` the body is
-        always read as a stream, whatever its content type claims.
+        always read as a stream, whatever its content type claims: ``decoder`` cuts it into
+        messages (server-sent events unless told otherwise) and ``parser`` makes the events
+        of each read at once (``parse_batch``).
         """
         deadlines = self.deadlines()
         response = await self.post(url, body, headers, deadlines)
@@ -202,9 +224,29 @@ class ProviderHTTP:
                 ):
                     yield event
                 return
-            async with aclosing(self.events(response, parser, deadlines, decoder)) as events:
-                async for event in events:
+            # The read loop lives here rather than in a generator of its own: every event
+            # passes each generator layer between here and the chat, so each layer counts.
+            decoder = SSEDecoder() if decoder is None else decoder
+            reader = response.content
+            while True:
+                data = await self._read_chunk(reader, parser, deadlines)
+                if data:
+                    deadlines.received()
+                    messages = decoder.feed(data)
+                else:
+                    messages = decoder.flush()
+                events, error = parse_batch(parser, messages)
+                for event in events:
                     yield event
+                if error is not None:
+                    raise error
+                if not data or parser.done:
+                    break
+                if parser.started:
+                    await self._gather(response, deadlines)
+            for event in parser.close():
+                yield event
+            logger.debug("%s: stream ended after %.2fs", self.name, deadlines.elapsed())
 
     async def get_json(self, url: str, headers: Mapping[str, str]) -> object | None:
         """GET ``url`` and parse its JSON body.
@@ -281,37 +323,6 @@ class ProviderHTTP:
         if response.content_type == "text/html":
             page = await self.read_body(response, ERROR_BODY_LIMIT, deadlines.next_at)
             raise classify_error(response.status, page, provider=self.name, secrets=self.secrets)
-
-    async def events(
-        self,
-        response: aiohttp.ClientResponse,
-        parser: StreamParser,
-        deadlines: Deadlines,
-        decoder: MessageDecoder | None = None,
-    ) -> AsyncGenerator[StreamEvent, None]:
-        """The events ``parser`` makes of the event stream in ``response``, in order.
-
-        ``decoder`` cuts the body into messages; server-sent events unless told otherwise.
-        """
-        decoder = SSEDecoder() if decoder is None else decoder
-        reader = response.content
-        while True:
-            data = await self._read_chunk(reader, parser, deadlines)
-            if data:
-                deadlines.received()
-                messages = decoder.feed(data)
-            else:
-                messages = decoder.flush()
-            for message in messages:
-                for event in parser.feed_message(message):
-                    yield event
-            if not data or parser.done:
-                break
-            if parser.started:
-                await self._gather(response, deadlines)
-        for event in parser.close():
-            yield event
-        logger.debug("%s: stream ended after %.2fs", self.name, deadlines.elapsed())
 
     async def read_body(
         self, response: aiohttp.ClientResponse, limit: int, deadline: float
@@ -421,6 +432,28 @@ class ProviderHTTP:
         seconds = getattr(self.timeouts, phase)
         what = f"{phase} timeout ({seconds:g}s) exceeded"
         return (StreamCut if partial else ProviderTimeout)(what, provider=self.name)
+
+
+class Refused:
+    """A stream that raises ``error`` when read, then ends.
+
+    An adapter that refuses a request before sending it returns one, so the refusal comes
+    where a failure of the sent request would, inside the caller's loop over the events.
+    """
+
+    __slots__ = ("_error",)
+
+    def __init__(self, error: ProviderError) -> None:
+        self._error: ProviderError | None = error
+
+    def __aiter__(self) -> Refused:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        error, self._error = self._error, None
+        if error is None:
+            raise StopAsyncIteration
+        raise error
 
 
 def describe(exc: BaseException) -> str:

@@ -107,6 +107,10 @@ IMAGE_FETCH_LIMIT = 20 * 1024 * 1024
 """The largest image fetched from a provider's URL; Telegram takes no bigger photo anyway."""
 
 
+ANSWER_PARTS = (TextDelta, ToolCallDelta)
+"""Events that are part of the answer: once one was passed on, nothing is retried."""
+
+
 class _Verdict(Enum):
     """What the failover loops do after an error, when it is not a wait before a retry."""
 
@@ -224,7 +228,7 @@ class ProviderService:
         """Providers that serve ``model``, best first (see ``_routes``)."""
         return [provider for _, provider in self._routes(model)]
 
-    async def stream_chat(
+    def stream_chat(
         self, request: ChatRequest, sessions: Mapping[str, str] | None = None
     ) -> AsyncIterator[StreamEvent]:
         """Stream an answer; fail over or retry on errors before any of the answer was yielded.
@@ -239,13 +243,12 @@ class ProviderService:
         def open_stream(provider: Provider) -> AsyncIterator[StreamEvent]:
             return provider.stream_chat(_for_provider(request, provider.name, sessions))
 
-        async for event in self._stream(request.model, open_stream):
-            yield event
+        # The failover loop's generator itself, not one around it: one layer less per event.
+        return self._stream(request.model, open_stream)
 
-    async def stream_completion(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+    def stream_completion(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Stream a legacy text completion, with the same failover as ``stream_chat``."""
-        async for event in self._stream(request.model, lambda p: p.stream_completion(request)):
-            yield event
+        return self._stream(request.model, lambda p: p.stream_completion(request))
 
     async def edit_text(self, request: EditRequest) -> str:
         """``request.input`` edited by the first provider whose edits endpoint answers."""
@@ -287,7 +290,8 @@ class ProviderService:
                 yield StreamStart(provider.name, model)
                 try:
                     async for event in open_stream(provider):
-                        answered = answered or isinstance(event, TextDelta | ToolCallDelta)
+                        if not answered:
+                            answered = isinstance(event, ANSWER_PARTS)
                         yield event
                 except ProviderError as exc:
                     delay = self._after_failure(exc, provider.name, config, attempt, last=last)

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import aclosing
 
 import aiohttp
 from multidict import CIMultiDict
@@ -70,7 +69,7 @@ from bot.providers.base import (
     Provider,
     StreamEvent,
 )
-from bot.providers.http import ProviderHTTP, bearer, request_headers
+from bot.providers.http import ProviderHTTP, Refused, bearer, request_headers
 from bot.providers.images import IMAGE_ANSWER_LIMIT, generation_body, parse_images
 from bot.providers.wrapper_decoder import (
     WrapperLineDecoder,
@@ -140,12 +139,14 @@ class WrapperProvider(Provider):
         self._chat_headers = _headers(config, _ACCEPT[self.variant])
         self._json_headers = _headers(config, "application/json")
 
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Stream the answer to ``request``; a ``ProviderSession`` names the conversation."""
         if any(m.images for m in request.messages):
             # The document's messages are text only; dropping the image silently would
             # have the model answer about a picture it never saw.
-            raise Unsupported(f"{self.name} takes no images in chat (for {request.model})")
+            return Refused(
+                Unsupported(f"{self.name} takes no images in chat (for {request.model})")
+            )
         url = self._base_url + CHAT_PATHS[self.variant]
         if self.variant == "steamship":
             body = send_body(request)
@@ -160,20 +161,16 @@ class WrapperProvider(Provider):
         )
         whole = parse_send_answer if self.variant == "steamship" else parse_chat_answer
         parser = WrapperStreamParser(provider=self.name, secrets=self._http.secrets)
-        async with aclosing(
-            self._http.stream(
-                url,
-                body,
-                self._chat_headers,
-                parser=parser,
-                # /stream is read line by line whatever its Content-Type says.
-                whole=whole if self.variant in _NOT_STREAMED else None,
-                always_whole=True,
-                decoder=WrapperLineDecoder(),
-            )
-        ) as events:
-            async for event in events:
-                yield event
+        return self._http.stream(
+            url,
+            body,
+            self._chat_headers,
+            parser=parser,
+            # /stream is read line by line whatever its Content-Type says.
+            whole=whole if self.variant in _NOT_STREAMED else None,
+            always_whole=True,
+            decoder=WrapperLineDecoder(),
+        )
 
     async def generate_images(self, request: ImageRequest) -> list[GeneratedImage]:
         """``POST {base_url}/openai/image`` with ``{prompt, n, size, response_format}``.
@@ -211,11 +208,13 @@ class WrapperProvider(Provider):
         """The service's suggested models per capability: ``{"chat": ("gpt-4",), ...}``."""
         return (await self.model_catalogue()).suggest
 
-    async def stream_completion(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+    def stream_completion(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Stream a legacy completion over the configured variant's completions path."""
         path = COMPLETION_PATHS.get(self.variant)
         if path is None:
-            raise Unsupported(f"{self.name}: Steamship has no completions", provider=self.name)
+            return Refused(
+                Unsupported(f"{self.name}: Steamship has no completions", provider=self.name)
+            )
         body: dict[str, object] = {
             "model": request.model,
             "prompt": request.prompt,
@@ -225,19 +224,15 @@ class WrapperProvider(Provider):
             body["temperature"] = request.temperature
         logger.debug("%s: POST %s model=%s", self.name, path, request.model)
         parser = WrapperStreamParser(provider=self.name, secrets=self._http.secrets)
-        async with aclosing(
-            self._http.stream(
-                self._base_url + path,
-                body,
-                self._chat_headers,
-                parser=parser,
-                whole=parse_chat_answer if self.variant in _NOT_STREAMED else None,
-                always_whole=True,
-                decoder=WrapperLineDecoder(),
-            )
-        ) as events:
-            async for event in events:
-                yield event
+        return self._http.stream(
+            self._base_url + path,
+            body,
+            self._chat_headers,
+            parser=parser,
+            whole=parse_chat_answer if self.variant in _NOT_STREAMED else None,
+            always_whole=True,
+            decoder=WrapperLineDecoder(),
+        )
 
     async def edit_text(self, request: EditRequest) -> str:
         """``POST /openai/edits``: ``request.input`` rewritten as the instruction says."""

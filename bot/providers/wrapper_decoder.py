@@ -46,7 +46,7 @@ from bot.providers.classify import (
     is_error_body,
     is_wrapper_error,
 )
-from bot.providers.decoders import SSEDecoder, SSEMessage, parse_edit
+from bot.providers.decoders import SSEDecoder, SSEMessage, parse_edit, parse_json
 
 DONE = "[DONE]"
 
@@ -71,7 +71,11 @@ class WrapperLineDecoder(SSEDecoder):
     __slots__ = ()
 
     def _line(self, line: str, out: list[SSEMessage]) -> None:
-        if not line or line[0] == ":" or line.partition(":")[0] in _SSE_FIELDS:
+        # Nearly every line is a JSON object, and no field name starts with a brace.
+        is_field = not line.startswith("{") and (
+            not line or line[0] == ":" or line.partition(":")[0] in _SSE_FIELDS
+        )
+        if is_field:
             super()._line(line, out)
             return
         stripped = line.strip()
@@ -119,7 +123,7 @@ class WrapperStreamParser:
         if payload == DONE:
             return self._end()
         try:
-            line = json.loads(payload)
+            line = parse_json(payload)
         except ValueError:
             line = None
         if not isinstance(line, dict):

@@ -9,7 +9,7 @@ It is a ``FakeProvider`` (same queue, ``requests``, ``wait_for_requests``, ``mod
 refuses a request without ``anthropic-version`` or ``max_tokens`` (400) and, when ``api_key``
 is set, one without that ``x-api-key`` (401), with Anthropic's error shape. Unscripted
 requests get ``default``: an echo of the last user message. ``Delay``, ``At``, ``Raw``,
-``Cut`` and ``ErrorResponse`` steps work as in ``FakeProvider``.
+``Together``, ``Hold``, ``Cut`` and ``ErrorResponse`` steps work as in ``FakeProvider``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from tests.fakes.provider import (
     Delay,
     ErrorResponse,
     FakeProvider,
+    Hold,
     Raw,
     RecordedRequest,
+    Together,
 )
 
 
@@ -133,6 +135,8 @@ AnthropicStep = (
     | Delay
     | At
     | Raw
+    | Together
+    | Hold
     | Cut
     | ErrorResponse
 )
@@ -265,6 +269,8 @@ class FakeAnthropic(FakeProvider):
                     await asyncio.sleep(seconds)
                 case At(seconds):
                     await asyncio.sleep(max(0.0, started + seconds - time.monotonic()))
+                case Hold(event):
+                    await event.wait()
                 case ErrorResponse():
                     assert stream is None, f"{step!r} must come before any streamed step"
                     data = (
@@ -283,7 +289,8 @@ class FakeAnthropic(FakeProvider):
                     if stream is None:
                         stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
                         await stream.prepare(request)
-                    await stream.write(_event(step, model))
+                    parts = step.steps if isinstance(step, Together) else (step,)
+                    await stream.write(b"".join(_event(part, model) for part in parts))
         if stream is None:
             stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await stream.prepare(request)

@@ -4,6 +4,10 @@
         p.enqueue(Role(), Chunk("Hel"), Chunk("lo"), Finish(), Done())
         ...  # point an OpenAICompatProvider at p.base_url
 
+``Together(...)`` writes several streamed steps at once, so the client reads them in one
+read; ``Hold(event)`` waits for the test to set ``event``, so what follows comes in a read of
+its own.
+
 Each chat request takes the next queued script; with none queued it gets ``p.default``,
 by default an echo of the last user message, so end-to-end tests and benchmarks need not
 script every turn.
@@ -73,6 +77,24 @@ class Raw:
 
 
 @dataclass(frozen=True, slots=True)
+class Together:
+    """Streamed steps written to the body at once, so the client reads them in one read."""
+
+    steps: tuple[Any, ...]
+
+    def __init__(self, *steps: Any) -> None:
+        object.__setattr__(self, "steps", steps)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Wait until the test sets ``event``: what follows goes out after the test has read what
+    came before, so the client reads it in a read of its own."""
+
+    event: asyncio.Event
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     """A chunk with an empty delta and ``finish_reason``."""
 
@@ -129,6 +151,8 @@ Step = (
     | Delay
     | At
     | Raw
+    | Together
+    | Hold
     | Finish
     | UsageChunk
     | Done
@@ -430,6 +454,8 @@ class FakeProvider(LoopbackServer):
                     await asyncio.sleep(seconds)
                 case At(seconds):
                     await asyncio.sleep(max(0.0, started + seconds - time.monotonic()))
+                case Hold(event):
+                    await event.wait()
                 case ErrorResponse() | JSONCompletion() | EditAnswer():
                     assert stream is None, f"{step!r} must come before any streamed step"
                     return _complete(step, model, shape)
@@ -439,11 +465,15 @@ class FakeProvider(LoopbackServer):
                     return stream or web.Response()
                 case _:
                     stream = stream or await _open_stream(request)
+                    parts = step.steps if isinstance(step, Together) else (step,)
                     if shape == "chat":
-                        await stream.write(_event(step, model))
+                        data = b"".join(_event(part, model) for part in parts)
                     else:
-                        await stream.write(_completion_event(step, model, reduce=reduce))
-                    if isinstance(step, Chunk):
+                        data = b"".join(
+                            _completion_event(part, model, reduce=reduce) for part in parts
+                        )
+                    await stream.write(data)
+                    if any(isinstance(part, Chunk) for part in parts):
                         self.first_chunk_at.setdefault(index, time.monotonic())
         stream = stream or await _open_stream(request)
         await stream.write_eof()

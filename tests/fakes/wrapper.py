@@ -14,8 +14,8 @@ keeps conversations as the service does: a request without ``chatcode`` (or with
 fake never gave) starts a conversation under a new chatcode, with ``initMessage`` first;
 ``conversations`` holds every conversation's messages, and the answer is "echo: " + the
 newest user message, followed by the chatcode. ``/send`` keeps ``files`` the same way by
-``fileId``. ``Delay``, ``At``, ``Raw``, ``Cut`` and ``ErrorResponse`` steps work as in
-``FakeProvider``.
+``fileId``. ``Delay``, ``At``, ``Raw``, ``Together``, ``Hold``, ``Cut`` and ``ErrorResponse``
+steps work as in ``FakeProvider``.
 
 ``POST /openai/image`` takes the next script queued with ``enqueue_image``: an ``ImageReply``
 (``{code: 0, data, message}``, ``data`` as given) or an ``ErrorResponse``. The document shows
@@ -48,8 +48,10 @@ from tests.fakes.provider import (
     Cut,
     Delay,
     ErrorResponse,
+    Hold,
     Raw,
     RecordedRequest,
+    Together,
     b64_item,
     url_item,
 )
@@ -140,6 +142,8 @@ WrapperStep = (
     | Delay
     | At
     | Raw
+    | Together
+    | Hold
     | Cut
 ) | ErrorResponse
 
@@ -417,6 +421,8 @@ class FakeWrapper(LoopbackServer):
                     await asyncio.sleep(seconds)
                 case At(seconds):
                     await asyncio.sleep(max(0.0, started + seconds - time.monotonic()))
+                case Hold(event):
+                    await event.wait()
                 case ErrorResponse():
                     assert stream is None, f"{step!r} must come before any streamed step"
                     return _response(step)
@@ -441,7 +447,8 @@ class FakeWrapper(LoopbackServer):
                 case _:
                     if stream is None:
                         stream = await self._open_stream(request, route)
-                    await stream.write(self._frame(step, route))
+                    parts = step.steps if isinstance(step, Together) else (step,)
+                    await stream.write(b"".join(self._frame(part, route) for part in parts))
         if stream is None:
             stream = await self._open_stream(request, route)
         await stream.write_eof()
