@@ -62,8 +62,16 @@ async def _conversation(store: Store, chat_id: int = CHAT) -> int:
 
 
 async def _answer(store: Store, conversation_id: int, text: str, status: MessageStatus) -> int:
+    """An answer to the conversation's last question (a question of its own if it has none)."""
+    exchange = await store.last_exchange(conversation_id)
+    if exchange is None:
+        question_id = await store.add_user_message(
+            conversation_id, text="q", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=None
+        )
+    else:
+        question_id = exchange[0].id
     message_id = await store.start_answer(
-        conversation_id, telegram_chat_id=TG_CHAT, model="gpt-test"
+        conversation_id, question_id=question_id, telegram_chat_id=TG_CHAT, model="gpt-test"
     )
     if status is not MessageStatus.STREAMING:
         await store.finish_answer(message_id, text=text, status=status)
@@ -96,8 +104,15 @@ async def test_answer_is_checkpointed_while_streaming_then_finished_with_usage(
     store: Store, engine: AsyncEngine
 ) -> None:
     conversation_id = await _conversation(store)
+    question_id = await store.add_user_message(
+        conversation_id, text="q", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=None
+    )
     message_id = await store.start_answer(
-        conversation_id, telegram_chat_id=TG_CHAT, model="gpt-a", provider="one"
+        conversation_id,
+        question_id=question_id,
+        telegram_chat_id=TG_CHAT,
+        model="gpt-a",
+        provider="one",
     )
 
     started = await store.get_message(message_id)
@@ -140,8 +155,15 @@ async def test_failed_answer_keeps_its_error_kind_and_model(
     store: Store, engine: AsyncEngine
 ) -> None:
     conversation_id = await _conversation(store)
+    question_id = await store.add_user_message(
+        conversation_id, text="q", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=None
+    )
     message_id = await store.start_answer(
-        conversation_id, telegram_chat_id=TG_CHAT, model="gpt-a", provider="one"
+        conversation_id,
+        question_id=question_id,
+        telegram_chat_id=TG_CHAT,
+        model="gpt-a",
+        provider="one",
     )
 
     await store.finish_answer(
@@ -228,7 +250,7 @@ async def test_history_leaves_out_turns_of_other_kinds(store: Store, engine: Asy
         conversation_id, text="q", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=1
     )
     await _answer(store, conversation_id, "a", MessageStatus.COMPLETE)
-    await store.add_user_message(
+    asked = await store.add_user_message(
         conversation_id,
         text="a red fox",
         user_id=7,
@@ -237,7 +259,11 @@ async def test_history_leaves_out_turns_of_other_kinds(store: Store, engine: Asy
         kind=MessageKind.IMAGE,
     )
     drawn = await store.start_answer(
-        conversation_id, telegram_chat_id=TG_CHAT, model="dall-e-3", kind=MessageKind.IMAGE
+        conversation_id,
+        question_id=asked,
+        telegram_chat_id=TG_CHAT,
+        model="dall-e-3",
+        kind=MessageKind.IMAGE,
     )
     await store.finish_answer(drawn, text="[1 image]", status=MessageStatus.COMPLETE)
 
