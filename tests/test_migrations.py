@@ -289,7 +289,9 @@ async def test_revision_0005_links_stored_answers_to_their_questions_and_goes_ba
     assert await _execute(
         database_url, "SELECT id, question_id FROM messages WHERE role = 'assistant' ORDER BY id"
     ) == [(2, 1), (5, 3), (6, 4), (8, 7), (9, 4)]
-    assert "ix_messages_conversation_order" in await _index_names(database_url)
+    indexes = await _index_names(database_url)
+    assert "ix_messages_conversation_order" in indexes
+    assert "ix_messages_conversation_id_id" not in indexes
     engine = create_engine(database_url)
     try:
         history = await Store(engine).history(1, limit=10)
@@ -306,5 +308,6 @@ async def test_revision_0005_links_stored_answers_to_their_questions_and_goes_ba
     finally:
         await engine.dispose()
     assert "question_id" not in columns["messages"]
+    assert await _index_names(database_url) >= {"ix_messages_conversation_id_id"}
     assert "ix_messages_conversation_order" not in await _index_names(database_url)
     assert await _execute(database_url, "SELECT count(*) FROM messages") == [(9,)]

@@ -139,10 +139,7 @@ class Message(Base):
     """One turn: a user's message or an assistant's answer (possibly still streaming)."""
 
     __tablename__ = "messages"
-    __table_args__ = (
-        Index("ix_messages_conversation_id_id", "conversation_id", "id"),
-        Index("ix_messages_status", "status"),
-    )
+    __table_args__ = (Index("ix_messages_status", "status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     conversation_id: Mapped[int] = mapped_column(
@@ -183,7 +180,8 @@ def turn_order() -> tuple[Any, Any]:
     return func.coalesce(Message.question_id, Message.id), Message.id
 
 
-# A conversation's newest turns, read in that order with no sort (an expression index).
+# A conversation's messages in its order: its newest turns are read with no sort. It serves
+# every look-up by conversation too (in place of an index on conversation_id and id).
 Index("ix_messages_conversation_order", Message.conversation_id, *turn_order())
 
 

@@ -700,7 +700,8 @@ class Store:
                     Message.kind == MessageKind.CHAT,
                     Message.role == USER,
                 )
-                .order_by(Message.id.desc())
+                # The newest by id; in this order its index reads it without a sort.
+                .order_by(*(key.desc() for key in turn_order()))
                 .limit(1)
             )
             if question is None:
