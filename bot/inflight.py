@@ -144,6 +144,9 @@ class StopSignals:
         self._running = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        # Set once the turn that came last has started, or kept what it must and given up.
+        self._last_turn = asyncio.Event()
+        self._last_turn.set()
         self.closing = False
         self.interrupted = False
 
@@ -168,9 +171,14 @@ class StopSignals:
         """Enter ``hold`` (a conversation's lock); yield whether the turn may start.
 
         False once the process is closing: a turn still queued then gives up its place in
-        the queue at once rather than wait for the answers before it.
+        the queue at once rather than wait for the answers before it. Turns giving up have
+        their blocks run one at a time, in the order they came, so that what they store
+        (messages to answer after the restart) is stored in that order.
         """
+        before, done = self._last_turn, asyncio.Event()
+        self._last_turn = done
         async with AsyncExitStack() as stack:
+            stack.callback(done.set)
             if not self.closing:
                 try:
                     # Never expires by itself: ``close`` expires it to cancel the wait.
@@ -184,8 +192,10 @@ class StopSignals:
                     if not self.closing:
                         raise
             if self.closing:
+                await before.wait()
                 yield False
                 return
+            done.set()
             self._running += 1
             self._idle.clear()
             try:

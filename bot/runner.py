@@ -14,7 +14,8 @@ from bot.app import build_application
 from bot.config import Config, TelegramConfig
 from bot.handlers.context import BotApplication
 from bot.handlers.help import register_commands
-from bot.handlers.resume import requeue_unstarted, resume_pending
+from bot.handlers.requeue import requeue_unstarted
+from bot.handlers.resume import resume_pending
 from bot.instances import shared_parts
 from bot.messages import language_of, text
 from bot.ops import OpsServer

@@ -117,10 +117,10 @@ async def test_a_message_queued_at_sigterm_is_kept_and_without_resuming_asked_fo
     assert note.reply_to_message_id == second.message_id
 
 
-async def test_an_answer_not_begun_when_the_bot_stops_asks_the_user_to_send_again(
+async def test_an_answer_not_begun_when_the_bot_stops_without_resuming_asks_to_send_again(
     telegram, provider, config_for, start_bot
 ):
-    config = config_for(streaming={"shutdown_grace": 0})
+    config = config_for(streaming={"shutdown_grace": 0, "resume_within": 0})
     async with start_bot(config):
         provider.enqueue(Delay(60), Role(), Chunk("never shown"))
         telegram.user_sends("Are you there?")

@@ -29,10 +29,12 @@ async def _answered(
     text: str = "an answer",
     status: MessageStatus = MessageStatus.COMPLETE,
 ) -> None:
-    await store.add_user_message(
+    asked = await store.add_user_message(
         conversation_id, text="q", user_id=1, telegram_chat_id=CHAT, telegram_message_id=None
     )
-    answer = await store.start_answer(conversation_id, telegram_chat_id=CHAT, model="m")
+    answer = await store.start_answer(
+        conversation_id, question_id=asked, telegram_chat_id=CHAT, model="m"
+    )
     await store.finish_answer(answer, text=text, status=status, provider=provider)
 
 

@@ -28,10 +28,12 @@ async def test_an_answer_a_live_instance_streams_is_recovered_only_once_it_is_le
     try:
         await store.ensure_chat(42, "private")
         conversation = await store.active_conversation(42, persona="default", thread_id=None)
-        await store.add_user_message(
+        asked = await store.add_user_message(
             conversation, text="Go on", user_id=42, telegram_chat_id=42, telegram_message_id=1
         )
-        answer_id = await store.start_answer(conversation, telegram_chat_id=42, model=MODEL)
+        answer_id = await store.start_answer(
+            conversation, question_id=asked, telegram_chat_id=42, model=MODEL
+        )
         await store.checkpoint_answer(answer_id, "Half of an answer", ())
 
         # Another instance is streaming it right now: it holds the conversation.

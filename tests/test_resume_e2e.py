@@ -18,7 +18,7 @@ from bot.storage.advisory import AdvisoryLocks
 from bot.storage.db import create_engine, migrate
 from bot.storage.models import Message, utcnow
 from bot.storage.store import MessageKind, MessageStatus, Store
-from tests.e2e import USER, bot_texts, stored_questions, until
+from tests.e2e import USER, bot_texts, stored_answers, stored_questions, until
 from tests.factories import make_config
 from tests.fakes.provider import Chunk, Delay, Role
 from tests.processes import GRACE, bot_process, terminated
@@ -81,6 +81,96 @@ async def test_a_message_queued_at_sigterm_is_answered_after_the_restart_and_onl
         await until(lambda: len(bot_texts(telegram)) == shown + 1)
     assert len(provider.requests) == 2
     assert replies_to(telegram, second)[-1] == "The second answer."
+
+
+def _contents(request) -> list[str]:
+    """The turns a chat request sent, after the system prompt."""
+    return [m["content"] for m in request.json["messages"][1:]]
+
+
+@pytest.mark.both_databases
+async def test_answers_given_after_a_restart_follow_their_own_questions_in_later_turns(
+    telegram, provider, config, start_bot, tmp_path
+):
+    async with bot_process(
+        tmp_path, telegram, provider, config, streaming={"shutdown_grace": GRACE}
+    ) as process:
+        provider.enqueue(Role(), Chunk("The first answer"), Delay(60))
+        telegram.user_sends("first question")
+        await until(lambda: any("The first answer" in d.text for d in telegram.drafts()))
+        second = telegram.user_sends("second question")
+        third = telegram.user_sends("third question")
+        await until(lambda: bot_texts(telegram).count(message_text("queued", "en")) == 2)
+        assert await terminated(process, GRACE) == 0
+    # Kept in the order they were sent, to be answered in that order.
+    assert await stored_questions(config) == [
+        ("first question", "complete"),
+        ("second question", "pending"),
+        ("third question", "pending"),
+    ]
+
+    provider.enqueue_stream(["The second answer."])
+    provider.enqueue_stream(["The third answer."])
+    async with start_bot(config):
+        await until(lambda: "The third answer." in replies_to(telegram, third))
+        assert replies_to(telegram, second)[-1] == "The second answer."
+        # /retry asks again with what came before the last question: both earlier turns.
+        provider.enqueue_stream(["The third answer, again."])
+        telegram.user_sends("/retry")
+        await until(lambda: len(provider.requests) == 4)
+        await until(lambda: "The third answer, again." in bot_texts(telegram))
+        provider.enqueue_stream(["The fourth answer."])
+        telegram.user_sends("fourth question")
+        await until(lambda: "The fourth answer." in bot_texts(telegram))
+
+    first_two = ["first question", "The first answer", "second question", "The second answer."]
+    assert _contents(provider.requests[2]) == [*first_two, "third question"]
+    assert _contents(provider.requests[3]) == [*first_two, "third question"]
+    assert _contents(provider.requests[4]) == [
+        *first_two,
+        "third question",
+        "The third answer, again.",
+        "fourth question",
+    ]
+
+
+@pytest.mark.both_databases
+async def test_an_answer_cut_at_sigterm_before_any_text_is_answered_after_the_restart(
+    telegram, provider, config, start_bot, tmp_path
+):
+    async with bot_process(
+        tmp_path, telegram, provider, config, streaming={"shutdown_grace": GRACE}
+    ) as process:
+        provider.enqueue_stream(["The first answer."])
+        telegram.user_sends("first question")
+        await until(lambda: "The first answer." in bot_texts(telegram))
+        provider.enqueue(Delay(60), Role(), Chunk("never shown"))
+        asked = telegram.user_sends("Are you there?")
+        await until(lambda: len(provider.requests) == 2)
+        assert await terminated(process, GRACE) == 0
+
+    # Told it will be answered, not asked to send it again (after a "queued" note if the
+    # first answer had not quite let go of the conversation yet).
+    assert replies_to(telegram, asked)[-1] == message_text("resume.queued", "en")
+    assert message_text("restarting", "en") not in bot_texts(telegram)
+    assert await stored_questions(config) == [
+        ("first question", "complete"),
+        ("Are you there?", "pending"),
+    ]
+    assert await stored_answers(config) == [("The first answer.", "complete"), ("", "interrupted")]
+
+    provider.enqueue_stream(["Yes, I am."])
+    async with start_bot(config):
+        await until(lambda: "Yes, I am." in replies_to(telegram, asked))
+    assert _contents(provider.requests[2]) == [
+        "first question",
+        "The first answer.",
+        "Are you there?",
+    ]
+    assert await stored_questions(config) == [
+        ("first question", "complete"),
+        ("Are you there?", "resumed"),
+    ]
 
 
 @pytest.mark.both_databases
@@ -220,7 +310,7 @@ async def test_an_image_left_unfinished_by_a_crash_is_not_made_again(
 ):
     asked = telegram.user_sends("/image a red fox", deliver=False)
     async with _private_conversation(config) as (_, store, conversation):
-        await store.add_user_message(
+        question = await store.add_user_message(
             conversation,
             text="a red fox",
             user_id=USER,
@@ -229,7 +319,11 @@ async def test_an_image_left_unfinished_by_a_crash_is_not_made_again(
             kind=MessageKind.IMAGE,
         )
         await store.start_answer(
-            conversation, telegram_chat_id=USER, model="dall-e-3", kind=MessageKind.IMAGE
+            conversation,
+            question_id=question,
+            telegram_chat_id=USER,
+            model="dall-e-3",
+            kind=MessageKind.IMAGE,
         )
 
     async with start_bot(config):

@@ -46,6 +46,35 @@ async def test_a_turn_queued_behind_another_gives_up_when_the_process_closes():
     await running
 
 
+async def test_turns_giving_up_at_the_close_keep_their_messages_in_the_order_they_came():
+    stops, locks = StopSignals(), ConversationLocks()
+    release = asyncio.Event()
+    kept: list[int] = []
+
+    async def first() -> None:
+        async with stops.turn(locks.hold(KEY)):
+            await release.wait()
+
+    async def queued(n: int, store_steps: int) -> None:
+        async with stops.turn(locks.hold(KEY)) as free:
+            assert not free
+            # Storing takes a few round trips; the earliest arrival takes the most here.
+            for _ in range(store_steps):
+                await asyncio.sleep(0)
+            kept.append(n)
+
+    running = asyncio.create_task(first())
+    await settle()
+    waiting = [asyncio.create_task(queued(n, 3 - n)) for n in range(3)]
+    await settle()
+
+    stops.close()
+    await asyncio.gather(*waiting)
+    assert kept == [0, 1, 2]
+    release.set()
+    await running
+
+
 async def test_no_turn_starts_once_the_process_closes():
     stops, locks = StopSignals(), ConversationLocks()
     stops.close()

@@ -63,8 +63,16 @@ async def _conversation(store: Store, chat_id: int = CHAT) -> int:
 
 
 async def _answer(store: Store, conversation_id: int, text: str, status: MessageStatus) -> int:
+    """An answer to the conversation's last question (a question of its own if it has none)."""
+    exchange = await store.last_exchange(conversation_id)
+    if exchange is None:
+        question_id = await store.add_user_message(
+            conversation_id, text="q", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=None
+        )
+    else:
+        question_id = exchange[0].id
     message_id = await store.start_answer(
-        conversation_id, telegram_chat_id=TG_CHAT, model="gpt-test"
+        conversation_id, question_id=question_id, telegram_chat_id=TG_CHAT, model="gpt-test"
     )
     if status is not MessageStatus.STREAMING:
         await store.finish_answer(message_id, text=text, status=status)
@@ -97,8 +105,15 @@ async def test_answer_is_checkpointed_while_streaming_then_finished_with_usage(
     store: Store, engine: AsyncEngine
 ) -> None:
     conversation_id = await _conversation(store)
+    question_id = await store.add_user_message(
+        conversation_id, text="q", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=None
+    )
     message_id = await store.start_answer(
-        conversation_id, telegram_chat_id=TG_CHAT, model="gpt-a", provider="one"
+        conversation_id,
+        question_id=question_id,
+        telegram_chat_id=TG_CHAT,
+        model="gpt-a",
+        provider="one",
     )
 
     started = await store.get_message(message_id)
@@ -141,8 +156,15 @@ async def test_failed_answer_keeps_its_error_kind_and_model(
     store: Store, engine: AsyncEngine
 ) -> None:
     conversation_id = await _conversation(store)
+    question_id = await store.add_user_message(
+        conversation_id, text="q", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=None
+    )
     message_id = await store.start_answer(
-        conversation_id, telegram_chat_id=TG_CHAT, model="gpt-a", provider="one"
+        conversation_id,
+        question_id=question_id,
+        telegram_chat_id=TG_CHAT,
+        model="gpt-a",
+        provider="one",
     )
 
     await store.finish_answer(
@@ -229,7 +251,7 @@ async def test_history_leaves_out_turns_of_other_kinds(store: Store, engine: Asy
         conversation_id, text="q", user_id=7, telegram_chat_id=TG_CHAT, telegram_message_id=1
     )
     await _answer(store, conversation_id, "a", MessageStatus.COMPLETE)
-    await store.add_user_message(
+    asked = await store.add_user_message(
         conversation_id,
         text="a red fox",
         user_id=7,
@@ -238,7 +260,11 @@ async def test_history_leaves_out_turns_of_other_kinds(store: Store, engine: Asy
         kind=MessageKind.IMAGE,
     )
     drawn = await store.start_answer(
-        conversation_id, telegram_chat_id=TG_CHAT, model="dall-e-3", kind=MessageKind.IMAGE
+        conversation_id,
+        question_id=asked,
+        telegram_chat_id=TG_CHAT,
+        model="dall-e-3",
+        kind=MessageKind.IMAGE,
     )
     await store.finish_answer(drawn, text="[1 image]", status=MessageStatus.COMPLETE)
 
@@ -869,10 +895,10 @@ async def test_a_turn_costs_one_look_up_and_its_inserts_and_a_known_chats_its_hi
 
     await store.begin_turn(_turn(chat_id=1), _default_plan)
     # The chat, the look-up (choices, open conversation, duplicates), its conversation, the
-    # question and the answer.
-    assert statements == ["INSERT", "SELECT", "INSERT", "INSERT"]
+    # question, and the answer naming the question's id.
+    assert statements == ["INSERT", "SELECT", "INSERT", "INSERT", "INSERT"]
     statements.clear()
 
     await store.begin_turn(_turn(chat_id=1), _default_plan)
     # The look-up, the history, the question and the answer.
-    assert statements == ["SELECT", "SELECT", "INSERT"]
+    assert statements == ["SELECT", "SELECT", "INSERT", "INSERT"]

@@ -30,7 +30,9 @@ async def _turn(
         telegram_message_id=None,
         kind=kind,
     )
-    answered = await store.start_answer(conversation, telegram_chat_id=CHAT, model="m", kind=kind)
+    answered = await store.start_answer(
+        conversation, question_id=asked, telegram_chat_id=CHAT, model="m", kind=kind
+    )
     await store.finish_answer(answered, text=answer, status=status, telegram_message_ids=[90])
     return asked, answered
 
@@ -76,7 +78,9 @@ async def test_last_exchange_is_the_last_chat_question_and_its_answers(store: St
 async def test_replaced_answers_leave_the_history_and_the_last_exchange(store: Store) -> None:
     conversation = await _conversation(store)
     asked, old = await _turn(store, conversation, "two", "old answer")
-    new = await store.start_answer(conversation, telegram_chat_id=CHAT, model="m")
+    new = await store.start_answer(
+        conversation, question_id=asked, telegram_chat_id=CHAT, model="m"
+    )
     await store.finish_answer(new, text="new answer", status=MessageStatus.COMPLETE)
     await store.replace_answers([old])
     assert [m.content for m in await store.history(conversation, limit=10)] == [

@@ -26,6 +26,7 @@ from bot.handlers.context import BotContext
 from bot.handlers.limits import too_fast
 from bot.handlers.photos import seen_images
 from bot.handlers.quota import check_quota, record_usage
+from bot.handlers.requeue import requeue_unstarted
 from bot.inflight import ConversationKey as LockKey
 from bot.messages import Lang, cut_note, language_of, text, user_message
 from bot.model_choice import resolve_model
@@ -549,7 +550,7 @@ async def _stream_answer(
             streaming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await streaming
-            outcome.status, outcome.note = _stop_outcome(context, editor, lang)
+            outcome.status, outcome.note = await _stop_outcome(context, editor, turn)
         else:
             streaming.result()
     except ProviderError as exc:
@@ -574,14 +575,23 @@ async def _stream_answer(
     await _finish(context, prompt_tokens, editor, turn, outcome)
 
 
-def _stop_outcome(
-    context: BotContext, editor: StreamEditor, lang: Lang
+async def _stop_outcome(
+    context: BotContext, editor: StreamEditor, turn: _Turn
 ) -> tuple[MessageStatus, str]:
-    """How a stopped answer ends: stopped by its user, or interrupted by the bot stopping."""
-    if not context.services.stops.interrupted:
+    """How a stopped answer ends: stopped by its user, or interrupted by the bot stopping.
+
+    Interrupted before it showed anything, its question is answered after the restart if it
+    may be (see ``requeue_unstarted``); else the user is asked to send it again.
+    """
+    services, lang = context.services, turn.lang
+    if not services.stops.interrupted:
         return MessageStatus.STOPPED, text("note.stopped", lang)
-    # Start-up recovery would call it interrupted too; with nothing shown, ask again.
-    return MessageStatus.INTERRUPTED, text("note.shutdown" if editor.text else "restarting", lang)
+    if editor.text:
+        # Start-up recovery would call it interrupted too.
+        return MessageStatus.INTERRUPTED, text("note.shutdown", lang)
+    answer = await services.store.get_message(turn.answer_id)
+    requeued = answer is not None and await requeue_unstarted(services, answer)
+    return MessageStatus.INTERRUPTED, text("resume.queued" if requeued else "restarting", lang)
 
 
 async def _finish(

@@ -274,7 +274,7 @@ async def _produce_in_turn(update: Update, context: BotContext, job: _Job, lang:
     chat_id = message.chat_id
     conversation = await active_conversation_of(context, message, lang)
     user = update.effective_user
-    await store.add_user_message(
+    question_id = await store.add_user_message(
         conversation,
         text=job.prompt,
         user_id=user.id if user else None,
@@ -283,7 +283,11 @@ async def _produce_in_turn(update: Update, context: BotContext, job: _Job, lang:
         kind=job.kind,
     )
     answer_id = await store.start_answer(
-        conversation, telegram_chat_id=chat_id, model=job.model, kind=job.kind
+        conversation,
+        question_id=question_id,
+        telegram_chat_id=chat_id,
+        model=job.model,
+        kind=job.kind,
     )
     # Pictures take seconds, never a blink: the indicator goes up at once.
     uploading = TypingIndicator(

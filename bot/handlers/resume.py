@@ -1,7 +1,8 @@
 """Answering, after a restart, the messages the previous process left unanswered.
 
-A message queued behind an answer when the bot stopped, or stored just before a crash with
-no answer begun, is pending. Start-up answers each recent one in order, in its conversation,
+A message queued behind an answer when the bot stopped, one whose answer the stop cut
+before it showed anything, or one stored just before a crash with no answer begun, is
+pending. Start-up answers each recent one in order, in its conversation,
 as a reply to it; an older one gets a note to ask again, and a very old one nothing.
 """
 
@@ -20,38 +21,12 @@ from bot.inflight import ConversationKey
 from bot.messages import language_of, text
 from bot.services import Services
 from bot.storage.models import utcnow
-from bot.storage.store import MessageKind, MessageStatus, PendingTurn, StoredMessage
-from bot.vision import has_photos
+from bot.storage.store import PendingTurn
 
 logger = logging.getLogger(__name__)
 
 # Past this age a pending message gets no note either: the user has long moved on.
 NOTE_WITHIN = timedelta(days=1)
-
-
-async def requeue_unstarted(services: Services, answer: StoredMessage) -> bool:
-    """Make the question of an answer that never showed anything pending; whether it was.
-
-    Only a chat turn is: not one answered after a restart once, nor one with photos (not
-    kept).
-    """
-    if (
-        services.config.streaming.resume_within <= 0
-        or answer.kind is not MessageKind.CHAT
-        or answer.content
-        or answer.telegram_message_ids
-    ):
-        return False
-    question = await services.store.question_of(answer)
-    if (
-        question is None
-        or question.kind is not MessageKind.CHAT
-        or question.status is not MessageStatus.COMPLETE
-        or not question.telegram_message_ids
-        or has_photos(question.content)
-    ):
-        return False
-    return await services.store.requeue_unstarted(answer.id, question.id)
 
 
 async def resume_pending(

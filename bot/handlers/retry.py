@@ -99,7 +99,7 @@ async def _retry_in_turn(update: Update, context: BotContext, lang: Lang) -> Non
         await store.clear_provider_session(conversation)
     old = answer_to_replace(answers)
     answer_id = await store.start_answer(
-        conversation, telegram_chat_id=chat_id, model=request.model
+        conversation, question_id=question.id, telegram_chat_id=chat_id, model=request.model
     )
     reply_to = question.telegram_message_ids[0] if question.telegram_message_ids else None
     answered = await stream_reply(

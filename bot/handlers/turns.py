@@ -24,7 +24,7 @@ async def begin_turn(
     store = context.services.store
     chat_id = message.chat_id
     conversation = await active_conversation_of(context, message, lang)
-    await store.add_user_message(
+    question_id = await store.add_user_message(
         conversation,
         text=prompt,
         user_id=user_id,
@@ -33,6 +33,6 @@ async def begin_turn(
         kind=kind,
     )
     answer_id = await store.start_answer(
-        conversation, telegram_chat_id=chat_id, model=model, kind=kind
+        conversation, question_id=question_id, telegram_chat_id=chat_id, model=model, kind=kind
     )
     return Reply(answer_id, conversation, chat_id, topic_of(message), message.message_id)

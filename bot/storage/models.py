@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     false,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -138,16 +139,17 @@ class Message(Base):
     """One turn: a user's message or an assistant's answer (possibly still streaming)."""
 
     __tablename__ = "messages"
-    __table_args__ = (
-        Index("ix_messages_conversation_id_id", "conversation_id", "id"),
-        Index("ix_messages_status", "status"),
-    )
+    __table_args__ = (Index("ix_messages_status", "status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     conversation_id: Mapped[int] = mapped_column(
         Integer, ForeignKey("conversations.id", ondelete="CASCADE")
     )
     role: Mapped[str] = mapped_column(String(16))
+    # On an answer, the user's message it answers. Answers made after a restart are stored
+    # after every message that waited for it, so ids alone do not give the conversation's
+    # order; ``turn_order`` does. None on users' messages.
+    question_id: Mapped[int | None] = mapped_column(Integer)
     # "chat" turns form the conversation's context; others (a /complete, an /edit, an
     # /image) are kept for the record and left out of it.
     kind: Mapped[str] = mapped_column(String(16), default="chat", server_default="chat")
@@ -167,6 +169,20 @@ class Message(Base):
     error_kind: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+def turn_order() -> tuple[Any, Any]:
+    """Conversation order: each question, then its answers, then the next question.
+
+    A question sorts by its own id, an answer by its question's id and then its own; the
+    index ``ix_messages_conversation_order`` holds exactly these expressions.
+    """
+    return func.coalesce(Message.question_id, Message.id), Message.id
+
+
+# A conversation's messages in its order: its newest turns are read with no sort. It serves
+# every look-up by conversation too (in place of an index on conversation_id and id).
+Index("ix_messages_conversation_order", Message.conversation_id, *turn_order())
 
 
 class QuotaUsage(Base):

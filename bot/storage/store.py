@@ -35,7 +35,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from bot.config import PersonaConfig
 from bot.providers.base import Usage
-from bot.storage.models import Chat, Conversation, Message, ModelDefault, Persona, utcnow
+from bot.storage.models import (
+    Chat,
+    Conversation,
+    Message,
+    ModelDefault,
+    Persona,
+    turn_order,
+    utcnow,
+)
 
 T = TypeVar("T")
 
@@ -116,6 +124,8 @@ class StoredMessage:
     created_at: datetime
     kind: MessageKind = MessageKind.CHAT
     user_id: int | None = None
+    # On an answer, the user's message it answers.
+    question_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -618,14 +628,16 @@ class Store:
         self,
         conversation_id: int,
         *,
+        question_id: int,
         telegram_chat_id: int,
         model: str,
         provider: str | None = None,
         kind: MessageKind = MessageKind.CHAT,
     ) -> int:
-        """Create the empty, streaming answer row and return its id."""
+        """Create the empty, streaming answer to the user's message ``question_id``; its id."""
         message = Message(
             conversation_id=conversation_id,
+            question_id=question_id,
             kind=kind,
             role=ASSISTANT,
             content="",
@@ -709,9 +721,10 @@ class Store:
     async def history(
         self, conversation_id: int, *, limit: int, upto: int | None = None
     ) -> list[StoredMessage]:
-        """The newest ``limit`` chat messages usable as context, oldest first.
+        """The newest ``limit`` chat messages usable as context, in conversation order.
 
-        With ``upto``, only messages up to that id (a turn being answered again).
+        With ``upto``, only the user's message of that id and what came before it (a turn
+        being answered again): not its answers, nor later turns.
         """
         if limit <= 0:
             return []
@@ -735,7 +748,8 @@ class Store:
                     Message.kind == MessageKind.CHAT,
                     Message.role == USER,
                 )
-                .order_by(Message.id.desc())
+                # The newest by id; in this order its index reads it without a sort.
+                .order_by(*(key.desc() for key in turn_order()))
                 .limit(1)
             )
             if question is None:
@@ -744,9 +758,11 @@ class Store:
                 select(Message)
                 .where(
                     Message.conversation_id == conversation_id,
+                    Message.question_id == question.id,
+                    # Always true (an answer follows its question); keeps the index scan short.
+                    Message.id > question.id,
                     Message.kind == MessageKind.CHAT,
                     Message.role == ASSISTANT,
-                    Message.id > question.id,
                     Message.status != MessageStatus.REPLACED,
                 )
                 .order_by(Message.id)
@@ -833,28 +849,32 @@ class Store:
         ]
 
     async def question_of(self, answer: StoredMessage) -> StoredMessage | None:
-        """The user's message ``answer`` answers: the last one before it in its conversation."""
-        query = (
-            select(Message)
-            .where(
-                Message.conversation_id == answer.conversation_id,
-                Message.role == USER,
-                Message.id < answer.id,
-            )
-            .order_by(Message.id.desc())
-            .limit(1)
-        )
-        async with self._sessions() as session:
-            row = await session.scalar(query)
-            return None if row is None else _stored(row)
+        """The user's message ``answer`` answers; None if it has none (or is no answer)."""
+        if answer.question_id is None:
+            return None
+        return await self.get_message(answer.question_id)
 
     async def requeue_unstarted(self, answer_id: int, question_id: int) -> bool:
         """Drop an answer that never showed anything and mark its question pending again.
 
-        Only a streaming, empty answer to a complete question is requeued; whether it was.
+        Only a streaming, empty answer to a complete question that no other answer shows
+        text for is requeued; whether it was.
         """
         m = MESSAGES.c
         now = utcnow()
+        other = MESSAGES.alias("other")
+        answered = (
+            select(other.c.id)
+            .where(
+                # The conversation (of the question being updated) narrows it to its index.
+                other.c.conversation_id == m.conversation_id,
+                other.c.question_id == question_id,
+                other.c.id != answer_id,
+                other.c.content != "",
+                other.c.status.in_(CONTEXT_STATUSES),
+            )
+            .exists()
+        )
         try:
             async with self._core_writing() as connection:
                 for statement in (
@@ -862,7 +882,12 @@ class Store:
                     .where(m.id == answer_id, m.status == MessageStatus.STREAMING, m.content == "")
                     .values(status=MessageStatus.INTERRUPTED, updated_at=now),
                     update(MESSAGES)
-                    .where(m.id == question_id, m.role == USER, m.status == MessageStatus.COMPLETE)
+                    .where(
+                        m.id == question_id,
+                        m.role == USER,
+                        m.status == MessageStatus.COMPLETE,
+                        ~answered,
+                    )
                     .values(status=MessageStatus.PENDING, updated_at=now),
                 ):
                     if (await connection.execute(statement)).rowcount != 1:
@@ -933,25 +958,17 @@ class Store:
             question = replace(_stored(row), status=MessageStatus.RESUMED)
             conversation_id = question.conversation_id
             history: list[StoredMessage] = []
-            if history_limit > 1:
-                # Later pending messages are left out: each is answered after this one.
-                later = await connection.scalar(
-                    select(func.count())
-                    .select_from(MESSAGES)
-                    .where(m.conversation_id == conversation_id, m.role == USER, m.id > question.id)
-                )
+            if history_limit > 0:
+                # Up to this question: later pending messages are answered after it.
                 found = await _histories(
-                    connection, {conversation_id: history_limit - 1 + int(later or 0) + 1}
+                    connection, {conversation_id: history_limit}, upto=question.id
                 )
-                history = [
-                    stored
-                    for stored in found.get(conversation_id, [])
-                    if not (stored.role == USER and stored.id >= question.id)
-                ][-(history_limit - 1) :]
+                history = found.get(conversation_id, [])
             answer_id = await connection.scalar(
                 insert(MESSAGES)
                 .values(
                     conversation_id=conversation_id,
+                    question_id=question.id,
                     kind=MessageKind.CHAT,
                     role=ASSISTANT,
                     content="",
@@ -969,8 +986,7 @@ class Store:
             conversation_id=conversation_id,
             user_message_id=question.id,
             answer_id=int(answer_id),
-            # The question last: answers to earlier ones come before it even if stored later.
-            history=(*history, question) if history_limit > 0 else (),
+            history=tuple(history),
             provider_sessions={} if owner is None or session is None else {owner: session},
         )
 
@@ -1250,18 +1266,17 @@ async def _begin_wave(
             if i not in fresh and turns[i].start.history_limit > 1
         },
     )
-    message_rows = [
-        row
-        for index, plan in plans.items()
-        for row in _message_rows(turns[index].start, conversation_of[index], plan.model, now)
-    ]
-    m = MESSAGES.c
-    message_ids = await _insert_ids(connection, MESSAGES, message_rows, m.conversation_id, m.role)
+    message_ids = await _insert_turns(
+        connection,
+        [
+            _message_rows(turns[index].start, conversation_of[index], plan.model, now)
+            for index, plan in plans.items()
+        ],
+    )
     for index, plan in plans.items():
         start = turns[index].start
         conversation_id = conversation_of[index]
-        user_message_id = message_ids[conversation_id, USER]
-        answer_id = message_ids[conversation_id, ASSISTANT]
+        user_message_id, answer_id = message_ids[conversation_id]
         user_message = StoredMessage(
             id=user_message_id,
             conversation_id=conversation_id,
@@ -1380,7 +1395,7 @@ async def _start_conversations(
 def _message_rows(
     start: TurnStart, conversation_id: int, model: str, now: datetime
 ) -> tuple[dict[str, object], dict[str, object]]:
-    """The user's message and the empty answer, as rows with the same columns."""
+    """The user's message and the empty answer, as rows."""
     ids = None if start.telegram_message_id is None else [start.telegram_message_id]
     common: dict[str, object] = {
         "conversation_id": conversation_id,
@@ -1407,6 +1422,26 @@ def _message_rows(
         "model": model,
     }
     return user, answer
+
+
+async def _insert_turns(
+    connection: AsyncConnection, rows: Sequence[tuple[dict[str, object], dict[str, object]]]
+) -> dict[int, tuple[int, int]]:
+    """Insert users' messages and their answers (one pair per conversation); their ids.
+
+    The users' messages first: each answer is stored with the id its question got.
+    """
+    m = MESSAGES.c
+    questions = await _insert_ids(
+        connection, MESSAGES, [user for user, _ in rows], m.conversation_id
+    )
+    answers = await _insert_ids(
+        connection,
+        MESSAGES,
+        [answer | {"question_id": questions[answer["conversation_id"],]} for _, answer in rows],
+        m.conversation_id,
+    )
+    return {key[0]: (question, answers[key]) for key, question in questions.items()}
 
 
 def _upsert_chats(connection: AsyncConnection) -> Insert:
@@ -1555,9 +1590,11 @@ HISTORIES_PER_STATEMENT = 500
 async def _histories(
     connection: AsyncConnection, limits: Mapping[int, int], *, upto: int | None = None
 ) -> dict[int, list[StoredMessage]]:
-    """The newest usable chat messages of each conversation (up to its limit), oldest first.
+    """The newest usable chat messages of each conversation (up to its limit), in order.
 
-    With ``upto``, only messages up to that id (a turn being answered again).
+    The order is the conversation's (``turn_order``): each question followed by its answers,
+    even where an answer was stored after later questions. With ``upto``, only the user's
+    message of that id and what comes before it (a turn being answered, or answered again).
     """
     by_limit: dict[int, list[int]] = {}
     for conversation_id, limit in limits.items():
@@ -1570,26 +1607,31 @@ async def _histories(
             statement = _history_statement(chunk, limit, upto)
             for row in await connection.execute(statement):
                 histories.setdefault(row.conversation_id, []).append(_stored(row))
-    for history in histories.values():
-        history.sort(key=lambda message: message.id)
+    for conversation_id, history in histories.items():
+        history.sort(key=_turn_position)
+        del history[: -limits[conversation_id]]
     return histories
 
 
 def _history_statement(
     conversation_ids: Sequence[int], limit: int, upto: int | None
 ) -> Select[Any]:
-    """The newest ``limit`` usable chat messages of each of these conversations.
+    """The newest ``limit`` turns' usable chat messages of each of these conversations.
 
     Its shape is the same however many conversations it reads (their ids are one expanding
     parameter), so it is compiled once, not once per burst size. Per conversation, a
-    correlated subquery finds the ``limit``-th newest usable message; the messages from it
-    on are one index range scan (SQLite and PostgreSQL both bound the scan by it).
+    correlated subquery finds where the ``limit``-th newest usable message sorts
+    (``turn_order``); the messages from there on are one range scan of the order index.
+    That may bring a few answers more of the oldest turn; ``_histories`` trims them.
     """
     m, c = MESSAGES.c, CONVERSATIONS.c
     newer = MESSAGES.alias("newer")
 
+    def anchor(messages: Any) -> ColumnElement[int]:
+        return func.coalesce(messages.question_id, messages.id)
+
     def usable(messages: Any) -> ColumnElement[bool]:
-        bound = messages.id <= upto if upto is not None else true()
+        bound = or_(anchor(messages) < upto, messages.id == upto) if upto is not None else true()
         return and_(
             messages.kind == MessageKind.CHAT,
             or_(
@@ -1604,9 +1646,9 @@ def _history_statement(
         )
 
     oldest = (
-        select(newer.c.id)
+        select(anchor(newer.c))
         .where(newer.c.conversation_id == c.id, usable(newer.c))
-        .order_by(newer.c.id.desc())
+        .order_by(anchor(newer.c).desc(), newer.c.id.desc())
         .limit(1)
         .offset(limit - 1)
         .scalar_subquery()
@@ -1624,10 +1666,17 @@ def _history_statement(
             m.created_at,
             m.kind,
             m.user_id,
+            m.question_id,
         )
         .select_from(CONVERSATIONS.join(MESSAGES, m.conversation_id == c.id))
-        .where(c.id.in_(conversation_ids), usable(m), m.id >= func.coalesce(oldest, 0))
+        .where(c.id.in_(conversation_ids), usable(m), anchor(m) >= func.coalesce(oldest, 0))
     )
+
+
+def _turn_position(message: StoredMessage) -> tuple[int, int]:
+    """Where ``message`` sorts in its conversation: the key of ``turn_order``, in Python."""
+    anchor = message.id if message.question_id is None else message.question_id
+    return anchor, message.id
 
 
 async def _insert_ids(
@@ -1683,4 +1732,5 @@ def _stored(row: Message | Row[Any]) -> StoredMessage:
         created_at=row.created_at,
         kind=MessageKind(row.kind),
         user_id=row.user_id,
+        question_id=row.question_id,
     )
