@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from bot.streaming.cadence import PENALTY_FACTOR, ChatBudget, GlobalBudget
+from bot.streaming.cadence import HANDOVER_SECONDS, PENALTY_FACTOR, ChatBudget, GlobalBudget
 
 
 def test_a_fresh_chat_may_send_at_once_then_waits_its_interval():
@@ -40,6 +40,26 @@ def test_a_released_slot_goes_to_the_next_caller_instead_of_idling():
     assert budget.reserve(0.05) == pytest.approx(0.1)
     assert budget.reserve(0.05) == pytest.approx(0.3)
     assert budget.reserve(0.05) == pytest.approx(0.5)
+
+
+def test_a_slot_a_chat_gives_up_waits_for_that_chats_next_call_before_others():
+    budget = GlobalBudget(rate=10.0)
+    mine, theirs = budget.reserve(0.0, chat_id=1), budget.reserve(0.0, chat_id=2)
+    budget.release(theirs, chat_id=2, now=0.01)
+    # Chat 3 has nothing queued: it waits at the back instead of taking chat 2's turn.
+    assert budget.reserve(0.01, chat_id=3) == pytest.approx(0.2)
+    # Chat 2's final text, right after its update was cancelled, keeps that turn.
+    assert budget.reserve(0.02, chat_id=2) == pytest.approx(theirs)
+    assert mine == 0.0
+
+
+def test_a_slot_its_chat_does_not_take_back_in_time_goes_to_anyone():
+    budget = GlobalBudget(rate=10.0)
+    slots = [budget.reserve(0.0, chat_id=chat) for chat in (1, 2, 3)]
+    budget.release(slots[2], chat_id=3, now=0.0)
+    assert budget.reserve(HANDOVER_SECONDS, chat_id=4) == pytest.approx(slots[2])
+    # Chat 3 comes back too late: it queues like anyone.
+    assert budget.reserve(HANDOVER_SECONDS, chat_id=3) == pytest.approx(0.3)
 
 
 def test_a_released_slot_in_the_past_is_not_handed_out():

@@ -8,6 +8,7 @@ import pytest
 from telegram import Bot
 
 from bot.streaming import outbox as outbox_module
+from bot.streaming.cadence import HANDOVER_SECONDS
 from bot.streaming.outbox import Outbox
 from tests.factories import TOKEN
 
@@ -78,6 +79,8 @@ async def test_cancelled_waiters_give_their_global_slots_to_later_calls():
     for task in waiting[1:]:
         task.cancel()
     await asyncio.gather(*waiting, return_exceptions=True)
+    # Each slot is kept a moment for its own chat's next call (a final text), then freed.
+    await asyncio.sleep(HANDOVER_SECONDS)
 
     started = loop.time()
     await asyncio.gather(*(outbox.call(100 + i, sent, must_deliver=False) for i in range(19)))

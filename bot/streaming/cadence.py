@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 # straight back into the limit that just tripped.
 PENALTY_SECONDS = 60.0
 PENALTY_FACTOR = 2.0
+# How long a slot given up by a chat's cancelled call waits for that chat's next call (the
+# final text, which follows at once) before any chat may take it.
+HANDOVER_SECONDS = 0.05
 
 
 @dataclass(slots=True)
@@ -59,15 +62,24 @@ class GlobalBudget:
     """Evenly spaced slots at ``rate`` calls a second, handed out first come, first served.
 
     A caller that gives up before its slot (a cancelled edit) releases it, and the next
-    caller takes it, so cancellations never leave the budget idle.
+    caller takes it, so cancellations never leave the budget idle. A slot released for a
+    chat (its update cancelled for the final text) is kept for that chat's next call for
+    ``HANDOVER_SECONDS`` first: otherwise a chat with no slot queued takes it, and the final
+    text of the chat that gave it up waits at the back of the queue.
     """
 
     rate: float
     next_slot: float = 0.0
     _released: list[float] = field(default_factory=list)
+    # Chat -> (slot, until when only that chat may take it).
+    _handed_over: dict[int, tuple[float, float]] = field(default_factory=dict)
 
-    def reserve(self, now: float) -> float:
-        """Reserve a slot; return its time."""
+    def reserve(self, now: float, chat_id: int | None = None) -> float:
+        """Reserve a slot for ``chat_id``'s call; return its time."""
+        self._expire_handovers(now)
+        kept = self._handed_over.pop(chat_id, None) if chat_id is not None else None
+        if kept is not None and kept[0] >= now:
+            return kept[0]
         while self._released and self._released[0] < now:
             heapq.heappop(self._released)
         if self._released:
@@ -76,6 +88,19 @@ class GlobalBudget:
         self.next_slot = slot + 1.0 / self.rate
         return slot
 
-    def release(self, slot: float) -> None:
-        """Give back an unused slot."""
-        heapq.heappush(self._released, slot)
+    def release(self, slot: float, *, chat_id: int | None = None, now: float = 0.0) -> None:
+        """Give back an unused slot; with ``chat_id``, kept for that chat's next call a while."""
+        if chat_id is None:
+            heapq.heappush(self._released, slot)
+            return
+        previous = self._handed_over.pop(chat_id, None)
+        if previous is not None:
+            heapq.heappush(self._released, previous[0])
+        self._handed_over[chat_id] = (slot, now + HANDOVER_SECONDS)
+
+    def _expire_handovers(self, now: float) -> None:
+        """Slots their chats did not take back in time go to everyone."""
+        for chat_id, (slot, until) in list(self._handed_over.items()):
+            if until <= now:
+                del self._handed_over[chat_id]
+                heapq.heappush(self._released, slot)

@@ -83,11 +83,11 @@ class Outbox:
             grant = await self._shared.turn(chat_id, spacing, slack=slack)
             if grant is not None:
                 return grant
-        slot = self._global.reserve(self._clock())
+        slot = self._global.reserve(self._clock(), chat_id)
         try:
             await asyncio.sleep(slot - self._clock())
         except asyncio.CancelledError:
-            self._global.release(slot)
+            self._global.release(slot, chat_id=chat_id, now=self._clock())
             raise
         return None
 
