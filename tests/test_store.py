@@ -848,7 +848,19 @@ async def test_after_the_warm_up_turns_of_any_burst_size_run_compiled_statements
         return TurnPlan("pirate", "Arr.", "gpt-test")
 
     # Another persona: the open conversation is ended under the chat's lock, a new one begun.
-    await store.begin_turn(_turn(chat_id=1), pirate)
+    turn = await store.begin_turn(_turn(chat_id=1), pirate)
+    # The answer's own writes as it streams and when it is done.
+    await store.checkpoint_answer(turn.answer_id, "Arr")
+    await store.checkpoint_answer(turn.answer_id, "Arr, matey", [41])
+    await store.finish_answer(
+        turn.answer_id,
+        text="Arr, matey.",
+        status=MessageStatus.COMPLETE,
+        telegram_message_ids=[41],
+        usage=Usage(5, 3),
+        model="gpt-test",
+        provider="fake",
+    )
 
     assert {word for word, _ in used} >= {"INSERT", "SELECT", "UPDATE"}
     assert [(word, hit) for word, hit in used if hit is not CacheStats.CACHE_HIT] == []

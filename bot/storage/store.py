@@ -348,7 +348,8 @@ class Store:
         return turn
 
     async def warm_up(self) -> None:
-        """Run ``begin_turn``'s statements once, in a transaction that is rolled back.
+        """Run ``begin_turn``'s statements once, in a transaction that is rolled back, and
+        an answer's checkpoints and final write on a message id that does not exist.
 
         SQLAlchemy compiles each statement the first time it runs (a few milliseconds in
         all); paid here at start-up, it is not added to the first messages' wait.
@@ -389,6 +390,19 @@ class Store:
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 raise outcome
+        # Ids start at 1: these match no row. Drafts checkpoint without message ids, edits
+        # with them; a final write names its messages, usage, model and provider.
+        await self.checkpoint_answer(0, "")
+        await self.checkpoint_answer(0, "", [0])
+        await self.finish_answer(
+            0,
+            text="-",
+            status=MessageStatus.COMPLETE,
+            telegram_message_ids=[0],
+            usage=Usage(0, 0),
+            model="-",
+            provider="-",
+        )
 
     async def sync_personas(self, personas: Sequence[PersonaConfig]) -> None:
         """Insert or update the configured personas by name; others are left as they are."""
