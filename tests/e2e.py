@@ -14,6 +14,7 @@ from bot.config import Config
 from bot.handlers.context import SERVICES_KEY, BotApplication
 from bot.storage.db import create_engine
 from bot.storage.models import Message
+from tests.fakes.provider import Chunk, Delay, FakeProvider, Role
 from tests.fakes.telegram import FakeTelegram
 
 USER = 42
@@ -142,3 +143,13 @@ def free_port() -> int:
             except OSError:
                 continue
             return port
+
+
+async def answer_held_open(
+    telegram: FakeTelegram, provider: FakeProvider, question: str, shown: str
+) -> None:
+    """Ask ``question``; return once ``shown``, the start of an answer that does not end
+    for a minute, is drafted in the chat."""
+    provider.enqueue(Role(), Chunk(shown), Delay(60))
+    telegram.user_sends(question)
+    await until(lambda: any(shown in draft.text for draft in telegram.drafts()))

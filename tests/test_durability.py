@@ -10,7 +10,15 @@ import pytest
 
 from bot.logs import setup_logging
 from bot.messages import text as message_text
-from tests.e2e import USER, answers_once_stored, bot_texts, stored_answers, stored_questions, until
+from tests.e2e import (
+    USER,
+    answer_held_open,
+    answers_once_stored,
+    bot_texts,
+    stored_answers,
+    stored_questions,
+    until,
+)
 from tests.factories import API_KEY, TOKEN
 from tests.fakes.provider import Chunk, Delay, Done, Finish, ImagesAnswer, Role, b64_item
 from tests.processes import GRACE, bot_process, terminated
@@ -21,9 +29,9 @@ async def test_an_answer_cut_by_a_killed_process_is_sent_with_a_note_after_resta
     telegram, provider, config, start_bot, tmp_path
 ):
     async with bot_process(tmp_path, telegram, provider, config) as process:
-        provider.enqueue(Role(), Chunk("The beginning of a long answer"), Delay(60))
-        telegram.user_sends("Tell me a long story")
-        await until(lambda: any("The beginning" in d.text for d in telegram.drafts()))
+        await answer_held_open(
+            telegram, provider, "Tell me a long story", "The beginning of a long answer"
+        )
         # The checkpoint follows the visible update; give it a moment to commit.
         await asyncio.sleep(0.5)
         process.send_signal(signal.SIGKILL)
@@ -46,9 +54,9 @@ async def test_sigterm_cuts_an_answer_still_streaming_after_the_grace_period(
     async with bot_process(
         tmp_path, telegram, provider, config, streaming={"shutdown_grace": GRACE}
     ) as process:
-        provider.enqueue(Role(), Chunk("The beginning of a long answer"), Delay(60))
-        telegram.user_sends("Tell me a long story")
-        await until(lambda: any("The beginning" in d.text for d in telegram.drafts()))
+        await answer_held_open(
+            telegram, provider, "Tell me a long story", "The beginning of a long answer"
+        )
         assert await terminated(process, GRACE) == 0
 
     (shown,) = bot_texts(telegram)
@@ -91,9 +99,7 @@ async def test_a_message_queued_at_sigterm_is_kept_and_without_resuming_asked_fo
         config,
         streaming={"shutdown_grace": GRACE, "resume_within": 0},
     ) as process:
-        provider.enqueue(Role(), Chunk("The first answer"), Delay(60))
-        telegram.user_sends("first question")
-        await until(lambda: any("The first answer" in d.text for d in telegram.drafts()))
+        await answer_held_open(telegram, provider, "first question", "The first answer")
         telegram.user_sends("second question")
         queued = message_text("queued", "en")
         await until(lambda: queued in bot_texts(telegram))

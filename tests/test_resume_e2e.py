@@ -18,7 +18,7 @@ from bot.storage.advisory import AdvisoryLocks
 from bot.storage.db import create_engine, migrate
 from bot.storage.models import Message, utcnow
 from bot.storage.store import MessageKind, MessageStatus, Store
-from tests.e2e import USER, bot_texts, stored_answers, stored_questions, until
+from tests.e2e import USER, answer_held_open, bot_texts, stored_answers, stored_questions, until
 from tests.factories import make_config
 from tests.fakes.provider import Chunk, Delay, Role
 from tests.processes import GRACE, bot_process, terminated
@@ -40,9 +40,7 @@ async def test_a_message_queued_at_sigterm_is_answered_after_the_restart_and_onl
     async with bot_process(
         tmp_path, telegram, provider, config, streaming={"shutdown_grace": GRACE}
     ) as process:
-        provider.enqueue(Role(), Chunk("The first answer"), Delay(60))
-        telegram.user_sends("first question")
-        await until(lambda: any("The first answer" in d.text for d in telegram.drafts()))
+        await answer_held_open(telegram, provider, "first question", "The first answer")
         second = telegram.user_sends("second question")
         await until(lambda: message_text("queued", "en") in bot_texts(telegram))
         assert await terminated(process, GRACE) == 0
@@ -95,9 +93,7 @@ async def test_answers_given_after_a_restart_follow_their_own_questions_in_later
     async with bot_process(
         tmp_path, telegram, provider, config, streaming={"shutdown_grace": GRACE}
     ) as process:
-        provider.enqueue(Role(), Chunk("The first answer"), Delay(60))
-        telegram.user_sends("first question")
-        await until(lambda: any("The first answer" in d.text for d in telegram.drafts()))
+        await answer_held_open(telegram, provider, "first question", "The first answer")
         second = telegram.user_sends("second question")
         third = telegram.user_sends("third question")
         await until(lambda: bot_texts(telegram).count(message_text("queued", "en")) == 2)
