@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -231,17 +230,15 @@ def test_data_field_without_colon_is_an_empty_message() -> None:
     assert decode_sse([b"data\n"]) == [SSEMessage("")]
 
 
-def test_five_megabyte_line_decodes_in_linear_time() -> None:
+def test_a_five_megabyte_line_fed_in_kilobyte_pieces_decodes_whole() -> None:
     content = "x" * (5 * 1024 * 1024)
     chunk = {"choices": [{"index": 0, "delta": {"content": content}}]}
     data = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
-    started = time.perf_counter()
-    # 1 KiB feeds: a decoder that re-scanned its buffer on each feed would do ~13 GB of work.
+    # 1 KiB feeds: a decoder that re-scanned its buffer on each feed would do ~13 GB of work
+    # here and take minutes; bench/chunk_bench.py times the decoders.
     messages = decode_sse(data[i : i + 1024] for i in range(0, len(data), 1024))
-    elapsed = time.perf_counter() - started
     assert [len(m.data) for m in messages] == [len(data) - len(b"data: \n\ndata: [DONE]\n\n"), 6]
     assert parse_openai(messages) == [TextDelta(content), StreamEnd("stop")]
-    assert elapsed < 5.0
 
 
 # --- OpenAIStreamParser ----------------------------------------------------------------------
