@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
+from typing import cast
 
 import aiohttp
 import orjson
@@ -18,6 +19,7 @@ from telegram._utils.types import JSONDict, ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+from bot import fast_json
 from bot.metrics import Metrics
 
 # PTB's defaults for its own transport, in seconds.
@@ -92,15 +94,11 @@ class CountingRequest(BaseRequest):
     def parse_json_payload(payload: bytes) -> JSONDict:
         """Parse an answer of the Bot API; TelegramError("Invalid server response") if invalid.
 
-        orjson takes what the Bot API sends; anything it refuses (invalid UTF-8, a lone
-        surrogate, NaN) goes to PTB's parser, which accepts some and fails as PTB does.
-        Integers beyond 64 bits would come back as floats, but Telegram's have 52 at most.
+        orjson reads what the Bot API sends (``bot.fast_json``); what it would read
+        differently goes to PTB's parser, which accepts some and fails as PTB does.
         """
-        try:
-            parsed: JSONDict = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return BaseRequest.parse_json_payload(payload)
-        return parsed
+        parsed = fast_json.loads(payload, lambda: BaseRequest.parse_json_payload(payload))
+        return cast(JSONDict, parsed)
 
     @property
     def read_timeout(self) -> float | None:

@@ -76,6 +76,7 @@ PAYLOADS = [
     b'{"lone surrogate": "\\ud800"}',
     b'{"not a number": NaN, "infinite": -Infinity}',
     b"[1, 2, 3]",
+    b'{"beyond 64 bits": 1180591620717411303424}',
 ]
 
 

@@ -1,0 +1,32 @@
+"""Pure: JSON read by orjson wherever it gives what ``json`` would, and by a fallback elsewhere.
+
+orjson parses several times faster than ``json`` but reads some payloads differently: it
+refuses NaN, Infinity, lone surrogates and deep nesting, and reads an integer beyond 64
+bits as a float. Those go to the caller's own fallback, so every payload parses, or fails,
+exactly as it did without orjson.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import TypeVar
+
+import orjson
+
+T = TypeVar("T")
+
+_DIGITS_AS_NINES = bytes.maketrans(b"012345678", b"999999999")
+# The shortest run of digits that may be an integer orjson cannot hold.
+_NINETEEN_DIGITS = b"9" * 19
+
+
+def loads(data: bytes, fallback: Callable[[], T]) -> object | T:
+    """``data`` parsed by orjson where that gives ``json``'s value, else ``fallback()``."""
+    # Bytes, not a regular expression: translate and find run at C speed, several times
+    # faster than re's scan.
+    if _NINETEEN_DIGITS not in data.translate(_DIGITS_AS_NINES):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            parsed: object = orjson.loads(data)
+            return parsed
+    return fallback()
