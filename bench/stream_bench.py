@@ -117,11 +117,23 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int, *, main_thread: bool = False) -> float:
-    """User plus system CPU time of a process (all its threads, or the main one), from /proc."""
-    stat = Path(f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat").read_text()
-    # The command name may hold spaces; the fields after it are fixed.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """CPU time of a process (all its live threads, or the main one), in nanoseconds' detail.
+
+    Each thread's run time comes from its ``schedstat``: ``/proc/PID/stat`` counts in clock
+    ticks (10 ms), as coarse as a whole turn's cost at one chat. A thread that ends within
+    the window takes its time with it; ``ended_threads`` tells whether any did.
+    """
+    tasks = [pid] if main_thread else thread_ids(pid)
+    total = 0
+    for tid in tasks:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+def thread_ids(pid: int) -> set[int]:
+    """The ids of the process's live threads."""
+    return {int(entry.name) for entry in Path(f"/proc/{pid}/task").iterdir()}
 
 
 def machine_busy_seconds() -> float:
@@ -306,6 +318,7 @@ async def run_one(n: int, options: Options, script: Sequence[Step], answer: str)
                     raise BenchError("\n".join([str(exc), "the bot's log ends:", *tail])) from None
                 cpu_before, own_before = cpu_seconds(process.pid), time.process_time()
                 main_before = cpu_seconds(process.pid, main_thread=True)
+                threads_before = thread_ids(process.pid)
                 machine_before = machine_busy_seconds()
                 if profile is not None:
                     process.send_signal(signal.SIGUSR1)
@@ -324,6 +337,7 @@ async def run_one(n: int, options: Options, script: Sequence[Step], answer: str)
                     cpu_seconds(process.pid, main_thread=True) - main_before if alive else math.nan
                 )
                 peak_mb = peak_rss_mb(process.pid) if alive else math.nan
+                ended_threads = len(threads_before - thread_ids(process.pid)) if alive else 0
                 own_cpu = time.process_time() - own_before
                 machine_cpu = machine_busy_seconds() - machine_before
                 if profile is not None and alive:
@@ -352,6 +366,7 @@ async def run_one(n: int, options: Options, script: Sequence[Step], answer: str)
         done_at=done_at,
         bot_cpu=bot_cpu,
         bot_main_cpu=main_cpu,
+        ended_threads=ended_threads,
         bot_peak_mb=peak_mb,
         own_cpu=own_cpu,
         machine_cpu=machine_cpu,

@@ -100,6 +100,7 @@ class Observed:
     done_at: dict[int, float]
     bot_cpu: float
     bot_main_cpu: float
+    ended_threads: int
     bot_peak_mb: float
     own_cpu: float
     machine_cpu: float
@@ -496,8 +497,8 @@ def _load_notes(obs: Observed) -> list[str]:
     bot = obs.bot_cpu / wall if wall > 0 else math.nan
     others = (obs.machine_cpu - obs.bot_cpu - obs.own_cpu) / wall if wall > 0 else 0.0
     notes = [
-        f"load over {wall:.1f} s: bot process {bot:.0%} of a core ({obs.bot_cpu:.1f} s CPU, of"
-        f" which the main thread {obs.bot_main_cpu:.1f} s); fakes (bench process)"
+        f"load over {wall:.1f} s: bot process {bot:.0%} of a core ({obs.bot_cpu * 1000:.0f} ms"
+        f" CPU, of which the main thread {obs.bot_main_cpu * 1000:.0f} ms); fakes (bench process)"
         f" {own:.0%} of a core, event-loop lag p95 {lag95 * 1000:.0f} ms, max"
         f" {max(lags, default=0.0) * 1000:.0f} ms; provider streams ended late by p95"
         f" {(percentile(lateness, 0.95) if lateness else 0.0) * 1000:.0f} ms; other processes"
@@ -510,6 +511,11 @@ def _load_notes(obs: Observed) -> list[str]:
         notes.extend(
             f"fake servers logged {count} x {text[:110]} {label}"
             for text, count in Counter(texts).most_common(2)
+        )
+    if obs.ended_threads:
+        notes.append(
+            f"{obs.ended_threads} thread(s) of the bot ended in the window, taking their CPU"
+            " time out of the figures"
         )
     if others >= OTHERS_CPU_LIMIT:
         notes.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.handlers.edit import REWRITE_PROMPT
-from tests.e2e import bot_texts, stored_once_finished, until
+from tests.e2e import bot_texts, stored_once_finished, turn_over, until
 from tests.factories import MODEL
 from tests.fakes.provider import Chunk, Delay, Done, EditAnswer, ErrorResponse, Finish, Role
 
@@ -366,6 +366,8 @@ async def test_retry_of_an_error_answer_replaces_the_error_in_place(
     telegram.user_sends("question")
     await stored_once_finished(config, 1)
     (error_message,) = telegram.messages(USER, from_bot=True)
+    # Else the /retry may come while the failed turn still holds the conversation: queued.
+    await turn_over(bot)
     provider.enqueue_stream(["Works now."])
     telegram.user_sends("/retry")
     await until(lambda: telegram.text_of(USER, error_message.message_id) == "Works now.")
