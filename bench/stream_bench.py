@@ -131,6 +131,17 @@ def cpu_seconds(pid: int, *, main_thread: bool = False) -> float:
     return total / 1e9
 
 
+def wake_ups(pid: int, *, main_thread: bool = False) -> int:
+    """Times the process's live threads (or the main one) slept and were woken again."""
+    tasks = [pid] if main_thread else thread_ids(pid)
+    total = 0
+    for tid in tasks:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+            total += int(status.split("\nvoluntary_ctxt_switches:", 1)[1].split()[0])
+    return total
+
+
 def thread_ids(pid: int) -> set[int]:
     """The ids of the process's live threads."""
     return {int(entry.name) for entry in Path(f"/proc/{pid}/task").iterdir()}
@@ -319,6 +330,7 @@ async def run_one(n: int, options: Options, script: Sequence[Step], answer: str)
                 cpu_before, own_before = cpu_seconds(process.pid), time.process_time()
                 main_before = cpu_seconds(process.pid, main_thread=True)
                 threads_before = thread_ids(process.pid)
+                wakes_before = wake_ups(process.pid), wake_ups(process.pid, main_thread=True)
                 machine_before = machine_busy_seconds()
                 if profile is not None:
                     process.send_signal(signal.SIGUSR1)
@@ -338,6 +350,14 @@ async def run_one(n: int, options: Options, script: Sequence[Step], answer: str)
                 )
                 peak_mb = peak_rss_mb(process.pid) if alive else math.nan
                 ended_threads = len(threads_before - thread_ids(process.pid)) if alive else 0
+                wakes = (
+                    (
+                        wake_ups(process.pid) - wakes_before[0],
+                        wake_ups(process.pid, main_thread=True) - wakes_before[1],
+                    )
+                    if alive
+                    else (0, 0)
+                )
                 own_cpu = time.process_time() - own_before
                 machine_cpu = machine_busy_seconds() - machine_before
                 if profile is not None and alive:
@@ -367,6 +387,7 @@ async def run_one(n: int, options: Options, script: Sequence[Step], answer: str)
         bot_cpu=bot_cpu,
         bot_main_cpu=main_cpu,
         ended_threads=ended_threads,
+        bot_wake_ups=wakes,
         bot_peak_mb=peak_mb,
         own_cpu=own_cpu,
         machine_cpu=machine_cpu,

@@ -101,6 +101,8 @@ class Observed:
     bot_cpu: float
     bot_main_cpu: float
     ended_threads: int
+    bot_wake_ups: tuple[int, int]
+    """Times the bot's threads (and its main thread) slept and were woken in the window."""
     bot_peak_mb: float
     own_cpu: float
     machine_cpu: float
@@ -498,7 +500,8 @@ def _load_notes(obs: Observed) -> list[str]:
     others = (obs.machine_cpu - obs.bot_cpu - obs.own_cpu) / wall if wall > 0 else 0.0
     notes = [
         f"load over {wall:.1f} s: bot process {bot:.0%} of a core ({obs.bot_cpu * 1000:.0f} ms"
-        f" CPU, of which the main thread {obs.bot_main_cpu * 1000:.0f} ms); fakes (bench process)"
+        f" CPU, of which the main thread {obs.bot_main_cpu * 1000:.0f} ms; {obs.bot_wake_ups[0]}"
+        f" wake-ups, {obs.bot_wake_ups[1]} of the main thread); fakes (bench process)"
         f" {own:.0%} of a core, event-loop lag p95 {lag95 * 1000:.0f} ms, max"
         f" {max(lags, default=0.0) * 1000:.0f} ms; provider streams ended late by p95"
         f" {(percentile(lateness, 0.95) if lateness else 0.0) * 1000:.0f} ms; other processes"

@@ -7,7 +7,6 @@ from itertools import pairwise
 from telegram import Bot
 
 from bot.runner import running
-from bot.ticks import EARLY_SECONDS
 from tests.e2e import answers_once_stored, bot_texts, stop_data, turn_over, until
 from tests.factories import TOKEN
 from tests.fakes.provider import Chunk, Delay, Done, Finish, Role
@@ -32,8 +31,7 @@ async def test_private_chat_streams_as_a_draft_then_sends_the_final_message(
     texts = [d.text for d in drafts]
     assert all(b.startswith(a) for a, b in pairwise(texts))
     gaps = [b.at - a.at for a, b in pairwise(drafts)]
-    # An update due just after a tick goes on it (bot.ticks): a hair early at most.
-    assert min(gaps) >= config.streaming.draft_interval - EARLY_SECONDS
+    assert min(gaps) >= config.streaming.draft_interval
     assert telegram.calls_to("editMessageText") == []
     (final,) = telegram.calls_to("sendMessage")
     assert final.params["text"] == answer

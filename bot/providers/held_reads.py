@@ -15,7 +15,7 @@ from typing import Protocol
 
 HELD_LOW_WATER = 256 * 1024
 """Receive low-water mark while a body's reads are held: far beyond what arrives between two
-ticks, so the socket wakes nobody until the tick reads it."""
+batches, so the socket wakes nobody until the next batch is read."""
 
 TCP_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6})
 

@@ -18,7 +18,6 @@ from telegram.constants import FloodLimit
 from telegram.error import RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
-from bot import ticks
 from bot.streaming.cadence import ChatBudget, GlobalBudget
 from bot.streaming.shared_budget import Grant, SharedBudget
 
@@ -74,14 +73,9 @@ class Outbox:
         self, chat_id: int, budget: ChatBudget, interval: float | None, *, must_deliver: bool
     ) -> Grant | None:
         """Sleep until the chat and the bot may spend a call; the shared grant, if any."""
-        now = self._clock()
-        delay = budget.delay(now, must_deliver=must_deliver)
-        if delay > 0 and (must_deliver or budget.hold_until > now):
+        delay = budget.delay(self._clock(), must_deliver=must_deliver)
+        if delay > 0:
             await asyncio.sleep(delay)
-        elif delay > 0:
-            # Progress can wait for the tick on which the stream is read anyway: one
-            # wake-up for both, and the update shows what that read brought.
-            await ticks.ticker().until(now + delay)
         if self._shared is not None:
             spacing = budget.interval if interval is None else interval
             # Redis applies the same reserve, and empties it during a penalty itself.
@@ -148,9 +142,6 @@ class Outbox:
                     )
                     self.waiting -= 1
                     waiting = False
-                    # Spacing counts from when a call goes out, not from its answer, so a
-                    # chat's updates stay on the ticks (see bot.ticks).
-                    granted_at = self._clock()
                     try:
                         result = await make_call()
                     except RetryAfter as exc:
@@ -166,7 +157,7 @@ class Outbox:
                             continue
                         return None
                     if result is not None:
-                        budget.sent(granted_at, interval)
+                        budget.sent(self._clock(), interval)
                     elif grant is not None:
                         await grant.unused()
                     return result
