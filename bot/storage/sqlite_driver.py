@@ -119,20 +119,17 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         """Ignored, as sqlite3 ignores it."""
 
     async def _execute_async(self, operation: Any, parameters: Any) -> Any:
-        adapt = self._adapt_connection
-        async with adapt._execute_mutex:
-            outcome = await adapt._trip(
-                _execute_one, adapt._connection._conn, operation, parameters
-            )
-        self._keep(outcome)
-        return self
+        return await self._run(_execute_one, operation, parameters)
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
+        return await self._run(_execute_many, operation, seq_of_parameters)
+
+    async def _run(
+        self, statement: Callable[[sqlite3.Connection, str, Any], _Outcome], *args: Any
+    ) -> OneTripCursor:
         adapt = self._adapt_connection
         async with adapt._execute_mutex:
-            outcome = await adapt._trip(
-                _execute_many, adapt._connection._conn, operation, seq_of_parameters
-            )
+            outcome = await adapt._trip(statement, adapt._connection._conn, *args)
         self._keep(outcome)
         return self
 
