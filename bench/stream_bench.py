@@ -2,6 +2,7 @@
 
     python -m bench.stream_bench [--chats 1,20,100,300] [--tokens 400] [--seconds 8]
     python -m bench.stream_bench --chats 100 --answer-chars 600 --seconds 2
+    python -m bench.stream_bench --chats 1 --repeat 5       # medians of five runs
     python -m bench.stream_bench --database postgres   # a fresh PostgreSQL database per N
 
 For each N: fresh fakes in this process (FakeTelegram enforcing Telegram's flood limits,
@@ -40,6 +41,7 @@ from bench.stream_figures import (
     normalise,
     question,
     shown_text,
+    spread,
     table,
 )
 from tests.fakes.databases import PostgresUnavailable, postgres_database
@@ -77,6 +79,7 @@ class Options:
     """The command line."""
 
     chats: list[int]
+    """Each N as many times as it is run, in order."""
     tokens: int
     answer_chars: int | None
     seconds: float
@@ -425,6 +428,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     """Options from the command line."""
     parser = argparse.ArgumentParser(prog="python -m bench.stream_bench", description=__doc__)
     parser.add_argument("--chats", default="1,20,100,300", help="concurrent chat counts")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run each N this many times; medians at the end"
+    )
     parser.add_argument("--tokens", type=int, default=400, help="words in each answer")
     parser.add_argument(
         "--answer-chars", type=int, help="each answer exactly this long instead (characters)"
@@ -457,8 +463,10 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         parser.error("chat counts, --tokens and --answer-chars must be positive")
     if args.seconds <= 0:
         parser.error("--seconds must be above zero")
+    if args.repeat < 1:
+        parser.error("--repeat must be positive")
     return Options(
-        chats=chats,
+        chats=[n for n in chats for _ in range(args.repeat)],
         tokens=args.tokens,
         answer_chars=args.answer_chars,
         seconds=args.seconds,
@@ -521,6 +529,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rows:
         print()
         print(table(rows))
+        summary = spread(rows)
+        if summary:
+            print()
+            print(summary)
     return 0 if len(rows) == len(options.chats) else 1
 
 

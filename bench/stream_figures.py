@@ -9,6 +9,7 @@ import bisect
 import itertools
 import math
 import re
+import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -131,6 +132,7 @@ class Row:
     overall_rate: float | None
     max_gap: float | None
     cpu_per_turn: float | None
+    wake_ups_per_turn: float | None
     peak_mb: float
     notes: list[str]
 
@@ -340,6 +342,7 @@ def figures(obs: Observed) -> Row:
         overall_rate=overall_rate,
         max_gap=max((gap for gap, _ in gaps.values()), default=None),
         cpu_per_turn=obs.bot_cpu / complete if complete else None,
+        wake_ups_per_turn=obs.bot_wake_ups[0] / complete if complete else None,
         peak_mb=obs.bot_peak_mb,
         notes=[
             *_delivery_notes(obs, timeline, lost, truncated),
@@ -605,4 +608,46 @@ def table(rows: Sequence[Row]) -> str:
     lines += ["", LEGEND]
     for row in rows:
         lines += ["", f"N={row.n}:", *(f"  - {note}" for note in row.notes)]
+    return "\n".join(lines)
+
+
+SPREAD_FIGURES: tuple[tuple[str, str, Callable[[Row], float | None]], ...] = (
+    ("overhead p95", ".0f", lambda r: r.overhead_ms[1] if r.overhead_ms else None),
+    ("end→final p50", ".0f", lambda r: r.final_lag_ms[0] if r.final_lag_ms else None),
+    ("max gap s", ".2f", lambda r: r.max_gap),
+    ("CPU/turn ms", ".0f", lambda r: None if r.cpu_per_turn is None else r.cpu_per_turn * 1000),
+    ("wake-ups/turn", ".0f", lambda r: r.wake_ups_per_turn),
+)
+
+
+def spread(rows: Sequence[Row]) -> str:
+    """For each N run more than once, the median of the figures that vary most (min-max).
+
+    One run says little: at one chat, CPU per turn moves by a third between runs of one
+    commit on a shared machine.
+    """
+    by_n: dict[int, list[Row]] = {}
+    for row in rows:
+        by_n.setdefault(row.n, []).append(row)
+    repeated = {n: runs for n, runs in by_n.items() if len(runs) > 1}
+    if not repeated:
+        return ""
+    table_rows = [["N", "runs", *(name for name, _, _ in SPREAD_FIGURES)]]
+    for n, runs in repeated.items():
+        cells = [str(n), str(len(runs))]
+        for _, spec, figure in SPREAD_FIGURES:
+            values = sorted(v for v in (figure(r) for r in runs) if v is not None)
+            cells.append(
+                f"{format(statistics.median(values), spec)}"
+                f" ({format(values[0], spec)}-{format(values[-1], spec)})"
+                if values
+                else "-"
+            )
+        table_rows.append(cells)
+    widths = [max(len(line[i]) for line in table_rows) for i in range(len(table_rows[0]))]
+    lines = ["Medians of repeated runs (min-max):"]
+    lines += [
+        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
+        for line in table_rows
+    ]
     return "\n".join(lines)
