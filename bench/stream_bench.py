@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -126,22 +126,28 @@ def cpu_seconds(pid: int, *, main_thread: bool = False) -> float:
     ticks (10 ms), as coarse as a whole turn's cost at one chat. A thread that ends within
     the window takes its time with it; ``ended_threads`` tells whether any did.
     """
-    tasks = [pid] if main_thread else thread_ids(pid)
-    total = 0
-    for tid in tasks:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
-    return total / 1e9
+    return _threads_sum(pid, "schedstat", _run_nanoseconds, main_thread=main_thread) / 1e9
 
 
 def wake_ups(pid: int, *, main_thread: bool = False) -> int:
     """Times the process's live threads (or the main one) slept and were woken again."""
-    tasks = [pid] if main_thread else thread_ids(pid)
+    return _threads_sum(pid, "status", _voluntary_switches, main_thread=main_thread)
+
+
+def _run_nanoseconds(schedstat: str) -> int:
+    return int(schedstat.split(maxsplit=1)[0])
+
+
+def _voluntary_switches(status: str) -> int:
+    return int(status.split("\nvoluntary_ctxt_switches:", 1)[1].split(maxsplit=1)[0])
+
+
+def _threads_sum(pid: int, name: str, value: Callable[[str], int], *, main_thread: bool) -> int:
+    """``value`` of each live thread's ``/proc/PID/task/TID/<name>`` (or the main one's), summed."""
     total = 0
-    for tid in tasks:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
-            total += int(status.split("\nvoluntary_ctxt_switches:", 1)[1].split()[0])
+    for tid in [pid] if main_thread else thread_ids(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # it just ended
+            total += value(Path(f"/proc/{pid}/task/{tid}/{name}").read_text())
     return total
 
 

@@ -601,10 +601,7 @@ def table(rows: Sequence[Row]) -> str:
         for i, (name, unit, _) in enumerate(COLUMNS)
     ]
     header = [name for name, _, _ in COLUMNS], [unit for _, unit, _ in COLUMNS]
-    lines = [
-        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
-        for line in [*header, ["-" * width for width in widths], *cells]
-    ]
+    lines = _aligned([*header, ["-" * width for width in widths], *cells])
     lines += ["", LEGEND]
     for row in rows:
         lines += ["", f"N={row.n}:", *(f"  - {note}" for note in row.notes)]
@@ -644,10 +641,14 @@ def spread(rows: Sequence[Row]) -> str:
                 else "-"
             )
         table_rows.append(cells)
-    widths = [max(len(line[i]) for line in table_rows) for i in range(len(table_rows[0]))]
-    lines = ["Medians of repeated runs (min-max):"]
-    lines += [
-        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
-        for line in table_rows
-    ]
+    lines = ["Medians of repeated runs (min-max):", *_aligned(table_rows)]
     return "\n".join(lines)
+
+
+def _aligned(lines: Sequence[Sequence[str]]) -> list[str]:
+    """The cells of each line right-aligned in columns as wide as their widest cell."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return [
+        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
+        for line in lines
+    ]

@@ -59,12 +59,16 @@ def hold(transport: asyncio.Transport) -> _HeldByLowWater | _HeldByPause:
     sock = transport.get_extra_info("socket")
     # Only TCP keeps readiness back below the mark; other sockets take the option and
     # ignore it.
-    if sock is not None and sock.family in TCP_FAMILIES:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, HELD_LOW_WATER)
-        except (OSError, AttributeError):  # not TCP, or a platform without the option
-            pass
-        else:
-            return _HeldByLowWater(transport, sock)
+    if sock is not None and sock.family in TCP_FAMILIES and _took_low_water(sock):
+        return _HeldByLowWater(transport, sock)
     transport.pause_reading()
     return _HeldByPause(transport)
+
+
+def _took_low_water(sock: _Sockopt) -> bool:
+    """Raise the socket's receive low-water mark; False where the platform refuses it."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, HELD_LOW_WATER)
+    except (OSError, AttributeError):  # a platform without the option
+        return False
+    return True
