@@ -32,8 +32,8 @@ from bot.providers.base import (
     TextDelta,
     Usage,
 )
-from bot.providers.http import READ_BATCH_SECONDS
 from bot.providers.openai_compat import OpenAICompatProvider
+from bot.providers.read_pace import DEFAULT_HOLD_SECONDS
 from tests import streams
 from tests.fakes.provider import (
     Chunk,
@@ -368,10 +368,10 @@ async def test_consumer_time_between_events_does_not_count_as_idle(fake, session
 
 async def test_time_the_body_is_left_unread_does_not_count_as_idle(fake, session) -> None:
     # The provider is never silent for long, but the bot reads the body only every
-    # READ_BATCH_SECONDS, longer than this idle timeout: the pieces wait in the socket.
-    timeouts = TimeoutConfig(connect=2.0, first_chunk=1.0, idle=READ_BATCH_SECONDS / 2, total=5.0)
+    # DEFAULT_HOLD_SECONDS, longer than this idle timeout: the pieces wait in the socket.
+    timeouts = TimeoutConfig(connect=2.0, first_chunk=1.0, idle=DEFAULT_HOLD_SECONDS / 2, total=5.0)
     pieces = [f"{i} " for i in range(30)]
-    fake.enqueue_stream(pieces, delay=READ_BATCH_SECONDS / 10)
+    fake.enqueue_stream(pieces, delay=DEFAULT_HOLD_SECONDS / 10)
     events = await collect(provider_for(session, fake.base_url, timeouts=timeouts))
     assert joined(events) == [TextDelta("".join(pieces)), StreamEnd("stop")]
 

@@ -9,6 +9,7 @@ from telegram import Bot
 
 from bot.streaming import outbox as outbox_module
 from bot.streaming.cadence import HANDOVER_SECONDS
+from bot.streaming.editor import DraftSupport, StreamEditor
 from bot.streaming.outbox import Outbox
 from tests.factories import TOKEN
 
@@ -143,3 +144,71 @@ async def test_after_a_429_a_final_call_does_not_spend_the_reserve(telegram, rea
     # Without the 429 this call would go at once on the reserve.
     assert await still_waiting(outbox.call(4, send("final"), must_deliver=True))
     assert outbox.retry_afters == 1
+
+
+class FrozenClock:
+    """A clock that moves only when told, so the outbox's answers are exact."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_next_slots_of_a_new_chat_is_now_with_its_kinds_spacing():
+    outbox = Outbox(private_interval=1.0, group_interval=3.0, clock=FrozenClock())
+    assert outbox.next_slots(7) == (0.0, 1.0)
+    assert outbox.next_slots(-100) == (0.0, 3.0)
+    assert outbox.next_slots(7, interval=0.5) == (0.0, 0.5)
+
+
+async def test_next_slots_counts_down_from_the_last_call_of_the_chat():
+    clock = FrozenClock()
+    outbox = Outbox(private_interval=1.0, group_interval=3.0, clock=clock)
+
+    async def sent():
+        return True
+
+    await outbox.call(7, sent, must_deliver=False)
+    assert outbox.next_slots(7) == (1.0, 1.0)
+    clock.now += 0.75
+    assert outbox.next_slots(7) == pytest.approx((0.25, 1.0))
+    assert outbox.next_slots(8) == (0.0, 1.0), "another chat's call changes nothing"
+
+
+async def test_next_slots_of_a_chat_waiting_for_the_bots_budget_is_its_reserved_slot():
+    clock = FrozenClock()
+    # Two calls a second in all: the second chat's call is given the slot 0.5 s on.
+    outbox = Outbox(private_interval=0.0, group_interval=0.0, global_per_second=2.0, clock=clock)
+
+    async def sent():
+        return True
+
+    await outbox.call(1, sent, must_deliver=False)
+    waiting = asyncio.create_task(outbox.call(2, sent, must_deliver=False))
+    while outbox.waiting == 0 or 2 not in outbox._reserved:
+        await asyncio.sleep(0)
+    assert outbox.next_slots(2) == (0.5, 0.0)
+    await waiting
+    assert outbox.next_slots(2) == (0.0, 0.0), "the slot is spent"
+
+
+async def test_next_slots_after_a_429_waits_out_the_hold_then_doubles_the_spacing(
+    telegram, real_bot
+):
+    clock = FrozenClock()
+    outbox = Outbox(private_interval=1.0, group_interval=3.0, clock=clock)
+    telegram.inject_retry_after("sendMessage", 5, chat_id=4, times=1)
+    assert await outbox.call(4, lambda: real_bot.send_message(4, "x"), must_deliver=False) is None
+    assert outbox.next_slots(4) == (5.0, 2.0)
+
+
+async def test_an_editor_reports_the_spacing_of_its_own_kind_of_update(real_bot):
+    outbox = Outbox(private_interval=1.0, group_interval=3.0, clock=FrozenClock())
+    drafts = DraftSupport(enabled=True, interval=0.4)
+    assert StreamEditor(real_bot, outbox, 7, drafts=drafts).next_updates() == (0.0, 0.4)
+    assert StreamEditor(real_bot, outbox, 7).next_updates() == (0.0, 1.0)
+    assert StreamEditor(real_bot, outbox, -100, drafts=drafts).next_updates() == (0.0, 3.0)
+    drafts.refuse(8)
+    assert StreamEditor(real_bot, outbox, 8, drafts=drafts).next_updates() == (0.0, 1.0)

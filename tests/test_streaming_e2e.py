@@ -6,6 +6,7 @@ from itertools import pairwise
 
 from telegram import Bot
 
+from bot.providers.read_pace import MAX_HOLD_SECONDS
 from bot.runner import running
 from tests.e2e import answers_once_stored, bot_texts, stop_data, turn_over, until
 from tests.factories import TOKEN
@@ -151,6 +152,22 @@ async def test_a_stream_ending_right_after_a_draft_gets_its_final_message_at_onc
     (final,) = telegram.calls_to("sendMessage")
     assert final.at > draft.at
     assert [c.summary() for c in telegram.calls if c.error_code == 429] == []
+
+
+async def test_while_the_chat_cannot_show_more_the_body_waits_unread_up_to_the_cap(
+    telegram, provider, config_for
+):
+    # The next draft is a minute away, so the rest of the answer waits in the socket and
+    # the stream's end is noticed only when the cap on holding a body runs out.
+    config = config_for(streaming={"draft_interval": 60, "edit_interval_private": 60})
+    provider.enqueue(Role(), Chunk("First"), Delay(0.1), Chunk(" and last."), Finish(), Done())
+    async with running(config):
+        telegram.user_sends("go")
+        await until(lambda: "First and last." in bot_texts(telegram), timeout=20)
+    (draft,) = telegram.drafts(USER)
+    assert draft.text == "First"
+    (final,) = telegram.calls_to("sendMessage")
+    assert final.at - draft.at >= MAX_HOLD_SECONDS - 0.05
 
 
 async def test_many_answers_in_a_row_to_one_chat_never_meet_a_429(provider, config_for):

@@ -31,6 +31,7 @@ from bot.inflight import ConversationKey as LockKey
 from bot.messages import Lang, cut_note, language_of, text, user_message
 from bot.model_choice import resolve_model
 from bot.personas import chat_persona, persona_of
+from bot.providers import read_pace
 from bot.providers.base import (
     ChatMessage,
     ChatRequest,
@@ -524,6 +525,8 @@ async def _stream_answer(
 
     async def consume() -> None:
         requested = time.monotonic()
+        # The provider reads the body just before the editor can show more of it.
+        read_pace.NEXT_USE.set(editor.next_updates)
         async for event in events():
             if isinstance(event, TextDelta):
                 if not editor.has_text:

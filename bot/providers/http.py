@@ -14,8 +14,9 @@ errors are translated here, once, with ``from exc``:
 aiohttp enforces only the connect timeout; the other deadlines are phases of our own, so the
 time the consumer spends between two events never counts as the provider's silence.
 
-A streamed body is read in batches (``READ_BATCH_SECONDS``), and the deltas of one batch
-reach the adapter's caller joined (``bot.providers.coalesce``), for every provider kind.
+A streamed body is read in batches, each just before its text can next be shown
+(``bot.providers.read_pace``), and the deltas of one batch reach the adapter's caller
+joined (``bot.providers.coalesce``), for every provider kind.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from multidict import CIMultiDict
 
 from bot.config import ProviderConfig, TimeoutConfig
 from bot.errors import ProviderError, ProviderTimeout, StreamCut, Unavailable
-from bot.providers import held_reads
+from bot.providers import held_reads, read_pace
 from bot.providers.base import StreamEvent
 from bot.providers.classify import classify_error, is_error_body, parse_retry_after
 from bot.providers.coalesce import coalesce
@@ -44,12 +45,6 @@ ERROR_BODY_LIMIT = 64 * 1024
 
 JSON_BODY_LIMIT = 16 * 1024 * 1024
 """Bytes of a non-streamed answer or model list; a body beyond this is not a sane answer."""
-
-READ_BATCH_SECONDS = 0.25
-"""Once the answer streams, the body is read at most this often: pieces that arrive
-meanwhile wait in the socket and are decoded together, one wake-up instead of one a piece
-(the chat shows new text about once a second anyway). The end of a stream is noticed up to
-this much later; 0.25 s against 0.1 s halves the wake-ups of one answer."""
 
 JSON_TYPES = frozenset({"application/json", "text/json"})
 """Content types of a JSON body: an error, or a whole answer where a stream was asked for."""
@@ -388,7 +383,7 @@ class ProviderHTTP:
             raise Unavailable(describe(exc), provider=self.name) from exc
 
     async def _gather(self, response: aiohttp.ClientResponse, deadlines: Deadlines) -> None:
-        """Let the next pieces of the answer collect in the socket for ``READ_BATCH_SECONDS``.
+        """Let the next pieces of the answer collect in the socket until they are wanted.
 
         The connection is not read meanwhile, so that time is not the provider's silence:
         the next read's deadline moves on by as much. The socket's receive low-water mark
@@ -403,7 +398,7 @@ class ProviderHTTP:
         paused_at = loop.time()
         held = held_reads.hold(transport)
         try:
-            await asyncio.sleep(READ_BATCH_SECONDS)
+            await asyncio.sleep(read_pace.next_hold())
         finally:
             held.release()
         deadlines.next_at = min(deadlines.next_at + loop.time() - paused_at, deadlines.end_at)

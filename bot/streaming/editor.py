@@ -138,6 +138,10 @@ class StreamEditor:
         """Whether the answer has any text yet; cheap, unlike ``text``, which joins it."""
         return self._has_text
 
+    def next_updates(self) -> tuple[float, float]:
+        """When new text can next be shown: (seconds from now, seconds between updates)."""
+        return self._outbox.next_slots(self._chat_id, self._update_interval())
+
     def append(self, piece: str) -> None:
         """Add a piece of the answer; it goes out at the chat's next slot."""
         self._pieces.append(piece)
@@ -186,6 +190,10 @@ class StreamEditor:
                 await self._in_flight
             self._in_flight = None
 
+    def _update_interval(self) -> float | None:
+        """The spacing of background updates: the drafts' own, or (None) the chat's."""
+        return self._drafts.interval if self._drafts and self._drafting() else None
+
     def _drafting(self) -> bool:
         return not self._final and self._drafts is not None and self._drafts.allowed(self._chat_id)
 
@@ -202,7 +210,7 @@ class StreamEditor:
             self._dirty.clear()
             if not self._pending():
                 continue
-            interval = self._drafts.interval if self._drafts and self._drafting() else None
+            interval = self._update_interval()
             try:
                 sent = await self._outbox.call(
                     self._chat_id, self._sync_in_background, must_deliver=False, interval=interval

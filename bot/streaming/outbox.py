@@ -18,7 +18,7 @@ from telegram.constants import FloodLimit
 from telegram.error import RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.streaming.cadence import ChatBudget, GlobalBudget
+from bot.streaming.cadence import PENALTY_FACTOR, ChatBudget, GlobalBudget
 from bot.streaming.shared_budget import Grant, SharedBudget
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ class Outbox:
         self._shared = shared
         self._budgets: dict[int, ChatBudget] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        # Chat -> the bot's slot its waiting call holds, so readers know when text is used.
+        self._reserved: dict[int, float] = {}
         self.retry_afters = 0
         self.waiting = 0
         """Calls waiting for their chat's or the bot's budget now."""
@@ -84,12 +86,29 @@ class Outbox:
             if grant is not None:
                 return grant
         slot = self._global.reserve(self._clock(), chat_id)
+        self._reserved[chat_id] = slot
         try:
             await asyncio.sleep(slot - self._clock())
         except asyncio.CancelledError:
             self._global.release(slot, chat_id=chat_id, now=self._clock())
             raise
+        finally:
+            del self._reserved[chat_id]
         return None
+
+    def next_slots(self, chat_id: int, interval: float | None = None) -> tuple[float, float]:
+        """When the chat's next progress call goes out: (seconds from now, spacing after).
+
+        That is the chat's own budget, or the bot's slot its waiting call already holds.
+        ``interval`` is the spacing the chat's calls use, if not the chat's own.
+        """
+        budget = self._budget(chat_id)
+        now = self._clock()
+        until = max(budget.delay(now), self._reserved.get(chat_id, now) - now)
+        spacing = budget.interval if interval is None else interval
+        if now < budget.penalty_until:
+            spacing *= PENALTY_FACTOR
+        return until, spacing
 
     def _budget(self, chat_id: int) -> ChatBudget:
         budget = self._budgets.get(chat_id)
