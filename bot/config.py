@@ -290,6 +290,10 @@ class StreamingConfig:
     # answer), so it goes out at once instead of a whole interval behind the last update.
     # The long-run pace is unchanged; 0 spaces every call evenly.
     final_burst: int = 1
+    # The longest a streaming answer is left unread between two reads (its pieces wait in
+    # the connection): the end of an answer is noticed up to this late. Reads otherwise
+    # come just before the chat can show more, so a shorter time costs wake-ups (CPU).
+    read_interval_max: float = 1.0
     # Seconds a stopping bot lets the answers in flight finish before it cuts them.
     shutdown_grace: float = 10.0
     # Messages left unanswered by a restart are answered after it if they are at most this
@@ -516,6 +520,7 @@ def _check_limits(config: Config) -> None:
         "edit_interval_private",
         "edit_interval_group",
         "draft_interval",
+        "read_interval_max",
         "shutdown_grace",
         "resume_within",
     ):

@@ -21,6 +21,7 @@ def test_example_config_is_valid_and_documents_every_section():
     assert config.streaming.edit_interval_private == 1.0
     assert config.streaming.shutdown_grace == 10.0
     assert config.streaming.final_burst == 1
+    assert config.streaming.read_interval_max == 1.0
     assert config.context.max_tokens == 6000
 
 
@@ -55,6 +56,7 @@ def test_unset_environment_variable_is_named_with_its_key_path():
         ({"context": {"max_tokens": 0}}, "context.max_tokens"),
         ({"streaming": {"edit_interval_group": -1}}, "streaming.edit_interval_group"),
         ({"streaming": {"shutdown_grace": -1}}, "streaming.shutdown_grace"),
+        ({"streaming": {"read_interval_max": -0.5}}, "streaming.read_interval_max"),
         ({"streaming": {"final_burst": -1}}, "streaming.final_burst"),
         ({"streaming": {"final_burst": 3}}, "streaming.final_burst"),
         ({"streaming": {"final_burst": 0.5}}, "streaming.final_burst"),

@@ -12,41 +12,38 @@ from bot.config import ProviderConfig, TimeoutConfig
 from bot.providers import read_pace
 from bot.providers.base import ChatMessage, ChatRequest, StreamEnd, TextDelta
 from bot.providers.openai_compat import OpenAICompatProvider
-from bot.providers.read_pace import (
-    FEEDS_WITHIN_SECONDS,
-    LEAD_SECONDS,
-    MAX_HOLD_SECONDS,
-    hold_seconds,
-)
+from bot.providers.read_pace import FEEDS_WITHIN_SECONDS, LEAD_SECONDS, Pace, hold_seconds
 from tests.fakes.provider import FakeProvider
 
 REQUEST = ChatRequest(model="gpt-test", messages=(ChatMessage("user", "hi"),))
+CAP = 1.0
 
 
 def test_the_body_is_read_a_moment_before_the_next_showing():
-    assert hold_seconds(0.6, 1.0) == pytest.approx(0.6 - LEAD_SECONDS)
+    assert hold_seconds(0.6, 1.0, CAP) == pytest.approx(0.6 - LEAD_SECONDS)
 
 
 def test_a_read_that_feeds_the_showing_at_hand_aims_at_the_one_after():
     # The text read now goes out with the showing due in 10 ms (or at once): the next
     # read is wanted just before the following showing, not straight away.
-    assert hold_seconds(0.0, 0.8) == pytest.approx(0.8 - LEAD_SECONDS)
-    assert hold_seconds(FEEDS_WITHIN_SECONDS / 5, 0.8) == pytest.approx(
+    assert hold_seconds(0.0, 0.8, CAP) == pytest.approx(0.8 - LEAD_SECONDS)
+    assert hold_seconds(FEEDS_WITHIN_SECONDS / 5, 0.8, CAP) == pytest.approx(
         FEEDS_WITHIN_SECONDS / 5 + 0.8 - LEAD_SECONDS
     )
 
 
 def test_no_hold_is_longer_than_the_cap_so_a_streams_end_is_noticed_soon():
-    assert hold_seconds(3.0, 3.0) == MAX_HOLD_SECONDS
-    assert hold_seconds(0.0, 20.0) == MAX_HOLD_SECONDS
+    assert hold_seconds(3.0, 3.0, CAP) == CAP
+    assert hold_seconds(0.0, 20.0, 0.4) == 0.4
+    assert hold_seconds(0.5, 1.0, 0.0) == 0.0, "no cap at all: read as the pieces come"
 
 
 def test_without_spacing_a_showing_at_hand_leaves_no_hold():
-    assert hold_seconds(0.0, 0.0) == 0.0
+    assert hold_seconds(0.0, 0.0, CAP) == 0.0
 
 
 def test_without_a_consumer_the_default_hold_applies():
-    assert read_pace.NEXT_USE.get() is None
+    assert read_pace.PACE.get() is None
     assert read_pace.next_hold() == read_pace.DEFAULT_HOLD_SECONDS
 
 
@@ -56,14 +53,14 @@ async def fake() -> AsyncIterator[FakeProvider]:
         yield server
 
 
-async def deltas_of_a_stream(fake: FakeProvider, next_use: read_pace.NextUse | None) -> list[str]:
-    """The text deltas of 10 pieces streamed 0.04 s apart, read with ``next_use`` set."""
+async def deltas_of_a_stream(fake: FakeProvider, next_use: read_pace.NextUse) -> list[str]:
+    """The text deltas of 10 pieces streamed 0.04 s apart, read at the pace of ``next_use``."""
     fake.enqueue_stream([f"{i} " for i in range(10)], delay=0.04)
     timeouts = TimeoutConfig(connect=2.0, first_chunk=2.0, idle=2.0, total=10.0)
     config = ProviderConfig(name="fake", base_url=fake.base_url, api_key="k", timeouts=timeouts)
 
     async def consume() -> list[str]:
-        read_pace.NEXT_USE.set(next_use)
+        read_pace.PACE.set(Pace(next_use, CAP))
         async with aiohttp.ClientSession() as session:
             provider = OpenAICompatProvider(config, session)
             events = [event async for event in provider.stream_chat(REQUEST)]
@@ -87,4 +84,4 @@ async def test_a_consumer_ready_at_once_gets_the_pieces_in_more_reads(fake):
     deltas = await deltas_of_a_stream(fake, lambda: (0.0, 0.0))
     assert "".join(deltas) == "".join(f"{i} " for i in range(10))
     assert len(deltas) > 2
-    assert read_pace.NEXT_USE.get() is None, "the pace stayed in the consumer's task"
+    assert read_pace.PACE.get() is None, "the pace stayed in the consumer's task"

@@ -6,7 +6,6 @@ from itertools import pairwise
 
 from telegram import Bot
 
-from bot.providers.read_pace import MAX_HOLD_SECONDS
 from bot.runner import running
 from tests.e2e import answers_once_stored, bot_texts, stop_data, turn_over, until
 from tests.factories import TOKEN
@@ -159,7 +158,9 @@ async def test_while_the_chat_cannot_show_more_the_body_waits_unread_up_to_the_c
 ):
     # The next draft is a minute away, so the rest of the answer waits in the socket and
     # the stream's end is noticed only when the cap on holding a body runs out.
-    config = config_for(streaming={"draft_interval": 60, "edit_interval_private": 60})
+    config = config_for(
+        streaming={"draft_interval": 60, "edit_interval_private": 60, "read_interval_max": 0.8}
+    )
     provider.enqueue(Role(), Chunk("First"), Delay(0.1), Chunk(" and last."), Finish(), Done())
     async with running(config):
         telegram.user_sends("go")
@@ -167,7 +168,7 @@ async def test_while_the_chat_cannot_show_more_the_body_waits_unread_up_to_the_c
     (draft,) = telegram.drafts(USER)
     assert draft.text == "First"
     (final,) = telegram.calls_to("sendMessage")
-    assert final.at - draft.at >= MAX_HOLD_SECONDS - 0.05
+    assert final.at - draft.at >= 0.75
 
 
 async def test_many_answers_in_a_row_to_one_chat_never_meet_a_429(provider, config_for):

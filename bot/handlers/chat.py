@@ -517,7 +517,7 @@ async def _stream_answer(
     context: BotContext, events: EventSource, prompt_tokens: int, editor: StreamEditor, turn: _Turn
 ) -> None:
     """Feed provider events to the editor and finish the stored answer with its status."""
-    store = context.services.store
+    store, pacing = context.services.store, context.services.config.streaming
     answer_id, lang = turn.answer_id, turn.lang
     typing = TypingIndicator(context.bot, editor.chat_id, editor.thread_id)
     typing.start()
@@ -526,7 +526,7 @@ async def _stream_answer(
     async def consume() -> None:
         requested = time.monotonic()
         # The provider reads the body just before the editor can show more of it.
-        read_pace.NEXT_USE.set(editor.next_updates)
+        read_pace.PACE.set(read_pace.Pace(editor.next_updates, pacing.read_interval_max))
         async for event in events():
             if isinstance(event, TextDelta):
                 if not editor.has_text:

@@ -2,24 +2,19 @@
 
 Reading a body costs a wake-up of the bot, most of it the cold start after sleeping, so
 reads whose text nobody shows are waste. The consumer of a stream (the chat's editor) knows
-when the chat may next show new text and how often; the provider layer asks it through
-``NEXT_USE``, set in the consuming task, and reads a moment before that. The stream's end
-is noticed at the next read only, so no hold is longer than ``MAX_HOLD_SECONDS``.
+when the chat may next show new text and how often; it sets a ``Pace`` in its task, and the
+provider layer reads a moment before that. The stream's end is noticed at the next read
+only, so no hold is longer than the pace's ``max_hold``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 NextUse = Callable[[], tuple[float, float]]
 """Seconds until the text can next be shown, and seconds between two showings."""
-
-NEXT_USE: ContextVar[NextUse | None] = ContextVar("read_pace_next_use", default=None)
-"""The consumer of the stream read in this task, if it says when it shows text."""
-
-MAX_HOLD_SECONDS = 1.0
-"""The longest a body waits unread: how late the end of a stream may be noticed."""
 
 DEFAULT_HOLD_SECONDS = 0.25
 """The hold when no consumer says when it shows text."""
@@ -31,20 +26,33 @@ FEEDS_WITHIN_SECONDS = 0.05
 """A read this close to a showing feeds that one: the next read aims at the showing after."""
 
 
-def hold_seconds(until_shown: float, spacing: float) -> float:
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How the consumer of a stream wants it read."""
+
+    next_use: NextUse
+    max_hold: float
+    """The longest the body waits unread: how late the stream's end may be noticed."""
+
+
+PACE: ContextVar[Pace | None] = ContextVar("read_pace", default=None)
+"""The pace of the stream read in this task, set by its consumer."""
+
+
+def hold_seconds(until_shown: float, spacing: float, max_hold: float) -> float:
     """How long to leave the body unread, given when its text is next shown and how often.
 
-    A read within ``LEAD_SECONDS`` of a showing feeds that one; the next read then aims at
-    the showing after.
+    A read within ``FEEDS_WITHIN_SECONDS`` of a showing feeds that one; the next read then
+    aims at the showing after.
     """
     if until_shown < FEEDS_WITHIN_SECONDS:
         until_shown += spacing
-    return max(0.0, min(until_shown - LEAD_SECONDS, MAX_HOLD_SECONDS))
+    return max(0.0, min(until_shown - LEAD_SECONDS, max_hold))
 
 
 def next_hold() -> float:
     """``hold_seconds`` for the stream read in the current task."""
-    next_use = NEXT_USE.get()
-    if next_use is None:
+    pace = PACE.get()
+    if pace is None:
         return DEFAULT_HOLD_SECONDS
-    return hold_seconds(*next_use())
+    return hold_seconds(*pace.next_use(), pace.max_hold)
