@@ -53,6 +53,16 @@ def test_a_slot_a_chat_gives_up_waits_for_that_chats_next_call_before_others():
     assert mine == 0.0
 
 
+def test_a_chat_takes_back_its_slot_at_once_if_the_slots_time_passed_during_the_hand_over():
+    # Its stream's end was read just before the slot; the final text was ready a moment
+    # after the slot's time: it goes now, not at the back of the queue.
+    budget = GlobalBudget(rate=10.0)
+    slots = [budget.reserve(0.0, chat_id=chat) for chat in (1, 2, 3)]
+    budget.release(slots[2], chat_id=3, now=0.19)
+    assert budget.reserve(0.21, chat_id=3) == pytest.approx(0.21)
+    assert budget.reserve(0.21, chat_id=4) == pytest.approx(0.3)
+
+
 def test_a_slot_its_chat_does_not_take_back_in_time_goes_to_anyone():
     budget = GlobalBudget(rate=10.0)
     slots = [budget.reserve(0.0, chat_id=chat) for chat in (1, 2, 3)]

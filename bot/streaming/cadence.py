@@ -65,7 +65,8 @@ class GlobalBudget:
     caller takes it, so cancellations never leave the budget idle. A slot released for a
     chat (its update cancelled for the final text) is kept for that chat's next call for
     ``HANDOVER_SECONDS`` first: otherwise a chat with no slot queued takes it, and the final
-    text of the chat that gave it up waits at the back of the queue.
+    text of the chat that gave it up waits at the back of the queue. A chat whose slot
+    passed during the hand-over still takes it, at once.
     """
 
     rate: float
@@ -78,8 +79,10 @@ class GlobalBudget:
         """Reserve a slot for ``chat_id``'s call; return its time."""
         self._expire_handovers(now)
         kept = self._handed_over.pop(chat_id, None) if chat_id is not None else None
-        if kept is not None and kept[0] >= now:
-            return kept[0]
+        if kept is not None:
+            # Its time may have passed while the chat got its final text ready: going a
+            # moment late only delays a call the budget had room for.
+            return max(kept[0], now)
         while self._released and self._released[0] < now:
             heapq.heappop(self._released)
         if self._released:
