@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import tempfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import uvloop
@@ -44,7 +45,33 @@ class Observed:
     low_water_after = 0
 
 
-async def hold_while_the_peer_writes(unix_path: Path | None) -> Observed:
+class RefusingSocket:
+    """A TCP socket on a platform without the receive low-water mark: it refuses the option."""
+
+    family = socket.AF_INET
+
+    def setsockopt(self, level: int, option: int, value: int, /) -> None:
+        raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+
+
+class WithoutLowWater:
+    """The real transport, except that its socket refuses the low-water mark."""
+
+    def __init__(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "socket":
+            return RefusingSocket()
+        return self._transport.get_extra_info(name, default)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+async def hold_while_the_peer_writes(
+    unix_path: Path | None, *, refuse_low_water: bool = False
+) -> Observed:
     """Connect, hold the reads, let the peer write, wait, release, read."""
     loop = asyncio.get_running_loop()
     accepted: asyncio.Queue[asyncio.StreamWriter] = asyncio.Queue()
@@ -63,7 +90,9 @@ async def hold_while_the_peer_writes(unix_path: Path | None) -> Observed:
     sock = transport.get_extra_info("socket")
     try:
         writer = await asyncio.wait_for(accepted.get(), 5)
-        held = held_reads.hold(transport)
+        held = held_reads.hold(
+            cast(asyncio.Transport, WithoutLowWater(transport)) if refuse_low_water else transport
+        )
         observed.reading_while_held = transport.is_reading()
         observed.low_water_while_held = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
         writer.write(PAYLOAD)
@@ -82,8 +111,12 @@ async def hold_while_the_peer_writes(unix_path: Path | None) -> Observed:
     return observed
 
 
-def run(loop: str, unix_path: Path | None = None) -> Observed:
-    observed: Observed = LOOPS[loop](asyncio.wait_for(hold_while_the_peer_writes(unix_path), 15))
+def run(loop: str, unix_path: Path | None = None, *, refuse_low_water: bool = False) -> Observed:
+    observed: Observed = LOOPS[loop](
+        asyncio.wait_for(
+            hold_while_the_peer_writes(unix_path, refuse_low_water=refuse_low_water), 15
+        )
+    )
     return observed
 
 
@@ -103,6 +136,14 @@ def test_a_socket_that_ignores_the_mark_is_paused_instead(loop: str) -> None:
         observed = run(loop, Path(directory) / "socket")
     assert (observed.before, observed.after) == (b"", PAYLOAD)
     assert not observed.reading_while_held
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_tcp_socket_that_refuses_the_mark_is_paused_instead(loop: str) -> None:
+    observed = run(loop, refuse_low_water=True)
+    assert (observed.before, observed.after) == (b"", PAYLOAD)
+    assert not observed.reading_while_held
+    assert observed.low_water_while_held == 1, "the real socket's mark was left alone"
 
 
 @pytest.mark.parametrize("loop", LOOPS)
