@@ -43,6 +43,7 @@ from typing import Any, Literal, Self
 
 from aiohttp import BodyPartReader, web
 
+from tests.fakes.server import LISTEN_BACKLOG
 from tests.fakes.telegram_text import (
     Entity,
     EntityError,
@@ -458,7 +459,7 @@ class FakeTelegram:
         # A short shutdown timeout: close() has already answered every long poll.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=LISTEN_BACKLOG)
         await site.start()
         self._port = self._runner.addresses[0][1]
 
