@@ -10,7 +10,7 @@ from telegram import Bot
 from bot.streaming import outbox as outbox_module
 from bot.streaming.cadence import HANDOVER_SECONDS
 from bot.streaming.editor import DraftSupport, StreamEditor
-from bot.streaming.outbox import Outbox
+from bot.streaming.outbox import NextSlots, Outbox
 from tests.factories import TOKEN
 
 
@@ -158,9 +158,9 @@ class FrozenClock:
 
 async def test_next_slots_of_a_new_chat_is_now_with_its_kinds_spacing():
     outbox = Outbox(private_interval=1.0, group_interval=3.0, clock=FrozenClock())
-    assert outbox.next_slots(7) == (0.0, 1.0)
-    assert outbox.next_slots(-100) == (0.0, 3.0)
-    assert outbox.next_slots(7, interval=0.5) == (0.0, 0.5)
+    assert outbox.next_slots(7) == NextSlots(0.0, 1.0, call_waiting=False)
+    assert outbox.next_slots(-100) == NextSlots(0.0, 3.0, call_waiting=False)
+    assert outbox.next_slots(7, interval=0.5) == NextSlots(0.0, 0.5, call_waiting=False)
 
 
 async def test_next_slots_counts_down_from_the_last_call_of_the_chat():
@@ -171,10 +171,28 @@ async def test_next_slots_counts_down_from_the_last_call_of_the_chat():
         return True
 
     await outbox.call(7, sent, must_deliver=False)
-    assert outbox.next_slots(7) == (1.0, 1.0)
+    assert outbox.next_slots(7) == NextSlots(1.0, 1.0, call_waiting=False)
     clock.now += 0.75
-    assert outbox.next_slots(7) == pytest.approx((0.25, 1.0))
-    assert outbox.next_slots(8) == (0.0, 1.0), "another chat's call changes nothing"
+    assert outbox.next_slots(7).until == pytest.approx(0.25)
+    assert outbox.next_slots(8).until == 0.0, "another chat's call changes nothing"
+
+
+async def test_a_call_waiting_for_the_chats_own_budget_says_when_it_goes():
+    clock = FrozenClock()
+    outbox = Outbox(private_interval=1.0, group_interval=3.0, clock=clock)
+
+    async def sent():
+        return True
+
+    await outbox.call(7, sent, must_deliver=False)
+    clock.now += 0.25
+    waiting = asyncio.create_task(outbox.call(7, sent, must_deliver=False))
+    while not outbox.next_slots(7).call_waiting:
+        await asyncio.sleep(0)
+    assert outbox.next_slots(7) == NextSlots(0.75, 1.0, call_waiting=True)
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert not outbox.next_slots(7).call_waiting
 
 
 async def test_next_slots_of_a_chat_waiting_for_the_bots_budget_is_its_reserved_slot():
@@ -187,11 +205,11 @@ async def test_next_slots_of_a_chat_waiting_for_the_bots_budget_is_its_reserved_
 
     await outbox.call(1, sent, must_deliver=False)
     waiting = asyncio.create_task(outbox.call(2, sent, must_deliver=False))
-    while outbox.waiting == 0 or 2 not in outbox._reserved:
+    while outbox.next_slots(2).until < 0.5:
         await asyncio.sleep(0)
-    assert outbox.next_slots(2) == (0.5, 0.0)
+    assert outbox.next_slots(2) == NextSlots(0.5, 0.0, call_waiting=True)
     await waiting
-    assert outbox.next_slots(2) == (0.0, 0.0), "the slot is spent"
+    assert outbox.next_slots(2) == NextSlots(0.0, 0.0, call_waiting=False), "the slot is spent"
 
 
 async def test_next_slots_after_a_429_waits_out_the_hold_then_doubles_the_spacing(
@@ -201,14 +219,33 @@ async def test_next_slots_after_a_429_waits_out_the_hold_then_doubles_the_spacin
     outbox = Outbox(private_interval=1.0, group_interval=3.0, clock=clock)
     telegram.inject_retry_after("sendMessage", 5, chat_id=4, times=1)
     assert await outbox.call(4, lambda: real_bot.send_message(4, "x"), must_deliver=False) is None
-    assert outbox.next_slots(4) == (5.0, 2.0)
+    assert outbox.next_slots(4) == NextSlots(5.0, 2.0, call_waiting=False)
 
 
 async def test_an_editor_reports_the_spacing_of_its_own_kind_of_update(real_bot):
     outbox = Outbox(private_interval=1.0, group_interval=3.0, clock=FrozenClock())
     drafts = DraftSupport(enabled=True, interval=0.4)
-    assert StreamEditor(real_bot, outbox, 7, drafts=drafts).next_updates() == (0.0, 0.4)
-    assert StreamEditor(real_bot, outbox, 7).next_updates() == (0.0, 1.0)
-    assert StreamEditor(real_bot, outbox, -100, drafts=drafts).next_updates() == (0.0, 3.0)
+    assert StreamEditor(real_bot, outbox, 7, drafts=drafts).next_updates()[:2] == (0.0, 0.4)
+    assert StreamEditor(real_bot, outbox, 7).next_updates()[:2] == (0.0, 1.0)
+    assert StreamEditor(real_bot, outbox, -100, drafts=drafts).next_updates()[:2] == (0.0, 3.0)
     drafts.refuse(8)
-    assert StreamEditor(real_bot, outbox, 8, drafts=drafts).next_updates() == (0.0, 1.0)
+    assert StreamEditor(real_bot, outbox, 8, drafts=drafts).next_updates()[:2] == (0.0, 1.0)
+
+
+async def test_a_call_cut_off_in_flight_still_counts_against_the_chats_budget():
+    # An editor that stops lets its update in flight land: the next call of the chat (its
+    # final text) must keep the spacing behind it, or Telegram sees them too close.
+    clock = FrozenClock()
+    outbox = Outbox(private_interval=1.0, group_interval=3.0, clock=clock)
+    in_flight = asyncio.Event()
+
+    async def slow_update():
+        in_flight.set()
+        await asyncio.sleep(30)
+        return True
+
+    call = asyncio.create_task(outbox.call(7, slow_update, must_deliver=False))
+    await in_flight.wait()
+    call.cancel()
+    await asyncio.gather(call, return_exceptions=True)
+    assert outbox.next_slots(7) == NextSlots(1.0, 1.0, call_waiting=False)

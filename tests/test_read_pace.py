@@ -12,34 +12,46 @@ from bot.config import ProviderConfig, TimeoutConfig
 from bot.providers import read_pace
 from bot.providers.base import ChatMessage, ChatRequest, StreamEnd, TextDelta
 from bot.providers.openai_compat import OpenAICompatProvider
-from bot.providers.read_pace import FEEDS_WITHIN_SECONDS, LEAD_SECONDS, Pace, hold_seconds
+from bot.providers.read_pace import (
+    FEEDS_WITHIN_SECONDS,
+    LAG_SECONDS,
+    LEAD_SECONDS,
+    Pace,
+    hold_seconds,
+)
 from tests.fakes.provider import FakeProvider
 
 REQUEST = ChatRequest(model="gpt-test", messages=(ChatMessage("user", "hi"),))
 CAP = 1.0
 
 
-def test_the_body_is_read_a_moment_before_the_next_showing():
-    assert hold_seconds(0.6, 1.0, CAP) == pytest.approx(0.6 - LEAD_SECONDS)
+def test_the_body_is_read_a_moment_before_an_update_waiting_for_its_slot():
+    assert hold_seconds(0.6, 1.0, CAP, update_waiting=True) == pytest.approx(0.6 - LEAD_SECONDS)
+
+
+def test_the_body_is_read_a_moment_after_a_slot_no_update_waits_for():
+    # The text read then goes out at once, in the read's own wake-up.
+    assert hold_seconds(0.6, 1.0, CAP, update_waiting=False) == pytest.approx(0.6 + LAG_SECONDS)
 
 
 def test_a_read_that_feeds_the_showing_at_hand_aims_at_the_one_after():
     # The text read now goes out with the showing due in 10 ms (or at once): the next
-    # read is wanted just before the following showing, not straight away.
-    assert hold_seconds(0.0, 0.8, CAP) == pytest.approx(0.8 - LEAD_SECONDS)
-    assert hold_seconds(FEEDS_WITHIN_SECONDS / 5, 0.8, CAP) == pytest.approx(
-        FEEDS_WITHIN_SECONDS / 5 + 0.8 - LEAD_SECONDS
-    )
+    # read is wanted at the following showing, for which no update waits yet.
+    for waiting in (True, False):
+        assert hold_seconds(0.0, 0.8, CAP, update_waiting=waiting) == pytest.approx(
+            0.8 + LAG_SECONDS
+        )
+        assert hold_seconds(
+            FEEDS_WITHIN_SECONDS / 5, 0.8, CAP, update_waiting=waiting
+        ) == pytest.approx(FEEDS_WITHIN_SECONDS / 5 + 0.8 + LAG_SECONDS)
 
 
 def test_no_hold_is_longer_than_the_cap_so_a_streams_end_is_noticed_soon():
-    assert hold_seconds(3.0, 3.0, CAP) == CAP
-    assert hold_seconds(0.0, 20.0, 0.4) == 0.4
-    assert hold_seconds(0.5, 1.0, 0.0) == 0.0, "no cap at all: read as the pieces come"
-
-
-def test_without_spacing_a_showing_at_hand_leaves_no_hold():
-    assert hold_seconds(0.0, 0.0, CAP) == 0.0
+    assert hold_seconds(3.0, 3.0, CAP, update_waiting=False) == CAP
+    assert hold_seconds(0.0, 20.0, 0.4, update_waiting=True) == 0.4
+    assert hold_seconds(0.5, 1.0, 0.0, update_waiting=True) == 0.0, (
+        "no cap at all: read as the pieces come"
+    )
 
 
 def test_without_a_consumer_the_default_hold_applies():
@@ -74,14 +86,14 @@ async def deltas_of_a_stream(fake: FakeProvider, next_use: read_pace.NextUse) ->
 async def test_pieces_wait_in_the_socket_until_the_consumer_can_show_them(fake):
     # The consumer shows text next in 0.9 s: after the first piece (shown at once) the
     # other nine, 0.36 s of stream, arrive while the body is held, and come in one read.
-    deltas = await deltas_of_a_stream(fake, lambda: (0.9, 1.0))
+    deltas = await deltas_of_a_stream(fake, lambda: (0.9, 1.0, False))
     assert "".join(deltas) == "".join(f"{i} " for i in range(10))
     assert deltas == ["0 ", "".join(f"{i} " for i in range(1, 10))]
 
 
 async def test_a_consumer_ready_at_once_gets_the_pieces_in_more_reads(fake):
-    # Ready at once, with no spacing: no hold, so the body is read as the pieces come.
-    deltas = await deltas_of_a_stream(fake, lambda: (0.0, 0.0))
+    # Ready at once, with no spacing: the body is read as the pieces come.
+    deltas = await deltas_of_a_stream(fake, lambda: (0.0, 0.0, False))
     assert "".join(deltas) == "".join(f"{i} " for i in range(10))
     assert len(deltas) > 2
     assert read_pace.PACE.get() is None, "the pace stayed in the consumer's task"

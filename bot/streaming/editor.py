@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from telegram import Bot, InlineKeyboardMarkup, MessageEntity, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
-from bot.streaming.outbox import Outbox
+from bot.streaming.outbox import NextSlots, Outbox
 from bot.streaming.render import Rendered, append_note, render_markdown
 from bot.streaming.split import split_rendered
 
@@ -138,8 +138,8 @@ class StreamEditor:
         """Whether the answer has any text yet; cheap, unlike ``text``, which joins it."""
         return self._has_text
 
-    def next_updates(self) -> tuple[float, float]:
-        """When new text can next be shown: (seconds from now, seconds between updates)."""
+    def next_updates(self) -> NextSlots:
+        """When new text can next be shown, how often, and whether an update waits for it."""
         return self._outbox.next_slots(self._chat_id, self._update_interval())
 
     def append(self, piece: str) -> None:

@@ -12,7 +12,7 @@ import logging
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from telegram.constants import FloodLimit
 from telegram.error import RetryAfter
@@ -41,6 +41,16 @@ def retry_after_seconds(exc: RetryAfter) -> float:
     return min(max(seconds, 0.0), MAX_HOLD_SECONDS)
 
 
+class NextSlots(NamedTuple):
+    """When a chat's next progress call may go out, and how far apart its calls are."""
+
+    until: float
+    """Seconds from now: the chat's own budget, or when its waiting call goes."""
+    spacing: float
+    call_waiting: bool
+    """Whether a call of the chat is already waiting for that moment (with its timer)."""
+
+
 class Outbox:
     """Paces Telegram calls per chat and for the whole bot."""
 
@@ -65,8 +75,9 @@ class Outbox:
         self._shared = shared
         self._budgets: dict[int, ChatBudget] = {}
         self._locks: dict[int, asyncio.Lock] = {}
-        # Chat -> the bot's slot its waiting call holds, so readers know when text is used.
-        self._reserved: dict[int, float] = {}
+        # Chat -> when its waiting call goes (its own budget's time, then the bot's slot),
+        # so that the reader of its answer knows when the text is used.
+        self._due: dict[int, float] = {}
         self.retry_afters = 0
         self.waiting = 0
         """Calls waiting for their chat's or the bot's budget now."""
@@ -75,40 +86,45 @@ class Outbox:
         self, chat_id: int, budget: ChatBudget, interval: float | None, *, must_deliver: bool
     ) -> Grant | None:
         """Sleep until the chat and the bot may spend a call; the shared grant, if any."""
-        delay = budget.delay(self._clock(), must_deliver=must_deliver)
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if self._shared is not None:
-            spacing = budget.interval if interval is None else interval
-            # Redis applies the same reserve, and empties it during a penalty itself.
-            slack = budget.reserve * budget.interval if must_deliver else 0.0
-            grant = await self._shared.turn(chat_id, spacing, slack=slack)
-            if grant is not None:
-                return grant
-        slot = self._global.reserve(self._clock(), chat_id)
-        self._reserved[chat_id] = slot
+        now = self._clock()
+        delay = budget.delay(now, must_deliver=must_deliver)
+        self._due[chat_id] = now + delay
         try:
-            await asyncio.sleep(slot - self._clock())
-        except asyncio.CancelledError:
-            self._global.release(slot, chat_id=chat_id, now=self._clock())
-            raise
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._shared is not None:
+                spacing = budget.interval if interval is None else interval
+                # Redis applies the same reserve, and empties it during a penalty itself.
+                slack = budget.reserve * budget.interval if must_deliver else 0.0
+                grant = await self._shared.turn(chat_id, spacing, slack=slack)
+                if grant is not None:
+                    return grant
+            slot = self._global.reserve(self._clock(), chat_id)
+            self._due[chat_id] = slot
+            try:
+                await asyncio.sleep(slot - self._clock())
+            except asyncio.CancelledError:
+                self._global.release(slot, chat_id=chat_id, now=self._clock())
+                raise
+            return None
         finally:
-            del self._reserved[chat_id]
-        return None
+            del self._due[chat_id]
 
-    def next_slots(self, chat_id: int, interval: float | None = None) -> tuple[float, float]:
-        """When the chat's next progress call goes out: (seconds from now, spacing after).
+    def next_slots(self, chat_id: int, interval: float | None = None) -> NextSlots:
+        """When the chat's next progress call may go out, and whether one is waiting for it.
 
         That is the chat's own budget, or the bot's slot its waiting call already holds.
         ``interval`` is the spacing the chat's calls use, if not the chat's own.
         """
         budget = self._budget(chat_id)
         now = self._clock()
-        until = max(budget.delay(now), self._reserved.get(chat_id, now) - now)
         spacing = budget.interval if interval is None else interval
         if now < budget.penalty_until:
             spacing *= PENALTY_FACTOR
-        return until, spacing
+        due = self._due.get(chat_id)
+        if due is not None:
+            return NextSlots(max(0.0, due - now), spacing, call_waiting=True)
+        return NextSlots(budget.delay(now), spacing, call_waiting=False)
 
     def _budget(self, chat_id: int) -> ChatBudget:
         budget = self._budgets.get(chat_id)
@@ -163,6 +179,11 @@ class Outbox:
                     waiting = False
                     try:
                         result = await make_call()
+                    except asyncio.CancelledError:
+                        # Cut off in flight, the call may still reach Telegram (the editor
+                        # lets its update land): it counts, or the next would come too soon.
+                        budget.sent(self._clock(), interval)
+                        raise
                     except RetryAfter as exc:
                         seconds = retry_after_seconds(exc)
                         self.retry_afters += 1
