@@ -292,7 +292,7 @@ class StreamingConfig:
     final_burst: int = 1
     # The longest a streaming answer is left unread between two reads (its pieces wait in
     # the connection): the end of an answer is noticed up to this late. Reads otherwise
-    # come just before the chat can show more, so a shorter time costs wake-ups (CPU).
+    # come when the chat can show more, so a shorter time costs wake-ups (CPU).
     read_interval_max: float = 1.0
     # Seconds a stopping bot lets the answers in flight finish before it cuts them.
     shutdown_grace: float = 10.0

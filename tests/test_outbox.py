@@ -68,9 +68,6 @@ async def test_idle_chats_are_forgotten_once_there_are_many(monkeypatch, real_bo
 async def test_cancelled_waiters_give_their_global_slots_to_later_calls():
     outbox = Outbox(private_interval=0.0, group_interval=0.0, global_per_second=20.0)
 
-    async def sent():
-        return True
-
     waiting = [
         asyncio.create_task(outbox.call(chat_id, sent, must_deliver=False))
         for chat_id in range(1, 21)
@@ -156,6 +153,23 @@ class FrozenClock:
         return self.now
 
 
+async def sent() -> bool:
+    """A call that went out."""
+    return True
+
+
+def paced(
+    clock: FrozenClock, *, private_interval: float = 1.0, global_per_second: float = 30.0
+) -> Outbox:
+    """An outbox on ``clock``: private chats 1 s apart and groups 3 s unless told."""
+    return Outbox(
+        private_interval=private_interval,
+        group_interval=3.0,
+        global_per_second=global_per_second,
+        clock=clock,
+    )
+
+
 async def test_next_slots_of_a_new_chat_is_now_with_its_kinds_spacing():
     outbox = Outbox(private_interval=1.0, group_interval=3.0, clock=FrozenClock())
     assert outbox.next_slots(7) == NextSlots(0.0, 1.0, call_waiting=False)
@@ -165,10 +179,7 @@ async def test_next_slots_of_a_new_chat_is_now_with_its_kinds_spacing():
 
 async def test_next_slots_counts_down_from_the_last_call_of_the_chat():
     clock = FrozenClock()
-    outbox = Outbox(private_interval=1.0, group_interval=3.0, clock=clock)
-
-    async def sent():
-        return True
+    outbox = paced(clock)
 
     await outbox.call(7, sent, must_deliver=False)
     assert outbox.next_slots(7) == NextSlots(1.0, 1.0, call_waiting=False)
@@ -179,10 +190,7 @@ async def test_next_slots_counts_down_from_the_last_call_of_the_chat():
 
 async def test_a_call_waiting_for_the_chats_own_budget_says_when_it_goes():
     clock = FrozenClock()
-    outbox = Outbox(private_interval=1.0, group_interval=3.0, clock=clock)
-
-    async def sent():
-        return True
+    outbox = paced(clock)
 
     await outbox.call(7, sent, must_deliver=False)
     clock.now += 0.25
@@ -198,10 +206,7 @@ async def test_a_call_waiting_for_the_chats_own_budget_says_when_it_goes():
 async def test_next_slots_of_a_chat_waiting_for_the_bots_budget_is_its_reserved_slot():
     clock = FrozenClock()
     # Two calls a second in all: the second chat's call is given the slot 0.5 s on.
-    outbox = Outbox(private_interval=0.0, group_interval=0.0, global_per_second=2.0, clock=clock)
-
-    async def sent():
-        return True
+    outbox = paced(clock, private_interval=0.0, global_per_second=2.0)
 
     await outbox.call(1, sent, must_deliver=False)
     waiting = asyncio.create_task(outbox.call(2, sent, must_deliver=False))
@@ -216,7 +221,7 @@ async def test_next_slots_after_a_429_waits_out_the_hold_then_doubles_the_spacin
     telegram, real_bot
 ):
     clock = FrozenClock()
-    outbox = Outbox(private_interval=1.0, group_interval=3.0, clock=clock)
+    outbox = paced(clock)
     telegram.inject_retry_after("sendMessage", 5, chat_id=4, times=1)
     assert await outbox.call(4, lambda: real_bot.send_message(4, "x"), must_deliver=False) is None
     assert outbox.next_slots(4) == NextSlots(5.0, 2.0, call_waiting=False)
@@ -236,7 +241,7 @@ async def test_a_call_cut_off_in_flight_still_counts_against_the_chats_budget():
     # An editor that stops lets its update in flight land: the next call of the chat (its
     # final text) must keep the spacing behind it, or Telegram sees them too close.
     clock = FrozenClock()
-    outbox = Outbox(private_interval=1.0, group_interval=3.0, clock=clock)
+    outbox = paced(clock)
     in_flight = asyncio.Event()
 
     async def slow_update():

@@ -525,7 +525,7 @@ async def _stream_answer(
 
     async def consume() -> None:
         requested = time.monotonic()
-        # The provider reads the body just before the editor can show more of it.
+        # The provider reads the body when the editor can show more of it.
         read_pace.PACE.set(read_pace.Pace(editor.next_updates, pacing.read_interval_max))
         async for event in events():
             if isinstance(event, TextDelta):

@@ -14,7 +14,7 @@ errors are translated here, once, with ``from exc``:
 aiohttp enforces only the connect timeout; the other deadlines are phases of our own, so the
 time the consumer spends between two events never counts as the provider's silence.
 
-A streamed body is read in batches, each just before its text can next be shown
+A streamed body is read in batches, each when its text can next be shown
 (``bot.providers.read_pace``), and the deltas of one batch reach the adapter's caller
 joined (``bot.providers.coalesce``), for every provider kind.
 """
