@@ -1,4 +1,4 @@
-"""Reading a streamed body just before its text can next be shown."""
+"""Reading a streamed body when its text can next be shown."""
 
 from __future__ import annotations
 

@@ -67,6 +67,13 @@ async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+async def items_stored(engine: AsyncEngine) -> int:
+    """How many rows ``items`` holds, read on a connection of its own."""
+    async with engine.connect() as connection:
+        count = await connection.scalar(text("SELECT count(*) FROM items"))
+    return int(count or 0)
+
+
 def plan(_chat: object) -> TurnPlan:
     return TurnPlan("default", "Be helpful.", "gpt-test")
 
@@ -188,8 +195,7 @@ async def test_a_duplicate_insert_raises_integrity_error_and_keeps_nothing(sqlit
 
     with pytest.raises(IntegrityError):
         await insert_twice()
-    async with sqlite_engine.connect() as connection:
-        assert await connection.scalar(text("SELECT count(*) FROM items")) == 0
+    assert await items_stored(sqlite_engine) == 0
 
 
 async def test_a_stored_telegram_message_is_still_a_duplicate(sqlite_engine):
@@ -207,8 +213,7 @@ async def test_an_error_in_a_transaction_rolls_back_its_writes(sqlite_engine):
 
     with pytest.raises(RuntimeError):
         await abandon()
-    async with sqlite_engine.connect() as connection:
-        assert await connection.scalar(text("SELECT count(*) FROM items")) == 0
+    assert await items_stored(sqlite_engine) == 0
 
 
 async def test_the_store_sees_rowcounts_of_one_and_of_none(sqlite_engine):
@@ -238,8 +243,7 @@ async def test_a_closed_driver_connection_is_a_disconnect_and_the_pool_recovers(
         with pytest.raises(OperationalError) as caught:
             await connection.execute(select(ITEMS))
         assert caught.value.connection_invalidated
-    async with sqlite_engine.connect() as connection:
-        assert await connection.scalar(text("SELECT count(*) FROM items")) == 0
+    assert await items_stored(sqlite_engine) == 0
 
 
 async def test_a_rollback_waits_for_a_cancelled_statement_still_queued(sqlite_engine):
@@ -269,5 +273,4 @@ async def test_a_rollback_waits_for_a_cancelled_statement_still_queued(sqlite_en
         await asyncio.gather(blocker, rollback)
         await driver._execute(lambda: None)
         assert not driver.in_transaction
-    async with sqlite_engine.connect() as connection:
-        assert await connection.scalar(text("SELECT count(*) FROM items")) == 0
+    assert await items_stored(sqlite_engine) == 0

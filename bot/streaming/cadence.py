@@ -44,12 +44,16 @@ class ChatBudget:
         """Whether forgetting this chat would change nothing: no wait, hold or penalty left."""
         return now >= max(self.next_at, self.hold_until, self.penalty_until)
 
+    def spacing(self, now: float, interval: float | None = None) -> float:
+        """The gap a call at ``now`` leaves before the next: ``interval`` (else the chat's
+        own), widened while a penalty lasts."""
+        factor = PENALTY_FACTOR if now < self.penalty_until else 1.0
+        return (self.interval if interval is None else interval) * factor
+
     def sent(self, now: float, interval: float | None = None) -> None:
         """Record a call that went out at ``now``; ``interval`` overrides the usual spacing."""
-        factor = PENALTY_FACTOR if now < self.penalty_until else 1.0
-        spacing = (self.interval if interval is None else interval) * factor
         # A call that went early spent the reserve: the next ones keep the spacing behind it.
-        self.next_at = max(self.next_at, now) + spacing
+        self.next_at = max(self.next_at, now) + self.spacing(now, interval)
 
     def retry_after(self, now: float, seconds: float) -> None:
         """Record a 429: hold the chat for ``seconds`` and widen its interval for a while."""

@@ -18,7 +18,7 @@ from telegram.constants import FloodLimit
 from telegram.error import RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.streaming.cadence import PENALTY_FACTOR, ChatBudget, GlobalBudget
+from bot.streaming.cadence import ChatBudget, GlobalBudget
 from bot.streaming.shared_budget import Grant, SharedBudget
 
 logger = logging.getLogger(__name__)
@@ -118,9 +118,7 @@ class Outbox:
         """
         budget = self._budget(chat_id)
         now = self._clock()
-        spacing = budget.interval if interval is None else interval
-        if now < budget.penalty_until:
-            spacing *= PENALTY_FACTOR
+        spacing = budget.spacing(now, interval)
         due = self._due.get(chat_id)
         if due is not None:
             return NextSlots(max(0.0, due - now), spacing, call_waiting=True)
