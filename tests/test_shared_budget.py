@@ -157,6 +157,30 @@ async def test_a_chats_interval_holds_across_instances(flood_telegram, real_bot,
     assert min(gaps) >= interval - 0.05
 
 
+async def test_a_call_waiting_for_its_shared_slot_says_when_it_goes(
+    flood_telegram, real_bot, budgets
+):
+    # The reads of a streamed answer are timed by next_slots: after another instance's
+    # call, this one's own budget is free, but Redis makes it wait the chat's interval.
+    interval = 1.0
+    first, second = (
+        Outbox(private_interval=interval, group_interval=interval, shared=budget)
+        for budget in budgets
+    )
+    await first.call(9, lambda: real_bot.send_message(9, "a"), must_deliver=True)
+    waiting = asyncio.create_task(
+        second.call(9, lambda: real_bot.send_message(9, "b"), must_deliver=False)
+    )
+    async with asyncio.timeout(0.5):
+        while second.next_slots(9).until < 0.5:
+            await asyncio.sleep(0.005)
+    slots = second.next_slots(9)
+    assert slots.call_waiting
+    assert slots.until <= interval
+    assert await waiting is not None
+    assert not second.next_slots(9).call_waiting
+
+
 async def test_an_unused_slot_does_not_delay_the_chat(flood_telegram, real_bot, budgets):
     box = Outbox(private_interval=30.0, group_interval=30.0, shared=budgets[0])
 

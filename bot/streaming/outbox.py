@@ -12,6 +12,7 @@ import logging
 import time
 import warnings
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import NamedTuple, TypeVar
 
 from telegram.constants import FloodLimit
@@ -96,7 +97,9 @@ class Outbox:
                 spacing = budget.interval if interval is None else interval
                 # Redis applies the same reserve, and empties it during a penalty itself.
                 slack = budget.reserve * budget.interval if must_deliver else 0.0
-                grant = await self._shared.turn(chat_id, spacing, slack=slack)
+                grant = await self._shared.turn(
+                    chat_id, spacing, slack=slack, on_wait=partial(self._due_in, chat_id)
+                )
                 if grant is not None:
                     return grant
             slot = self._global.reserve(self._clock(), chat_id)
@@ -110,10 +113,15 @@ class Outbox:
         finally:
             del self._due[chat_id]
 
+    def _due_in(self, chat_id: int, seconds: float) -> None:
+        """The waiting call of the chat goes in ``seconds`` at the soonest (Redis said so)."""
+        self._due[chat_id] = self._clock() + seconds
+
     def next_slots(self, chat_id: int, interval: float | None = None) -> NextSlots:
         """When the chat's next progress call may go out, and whether one is waiting for it.
 
-        That is the chat's own budget, or the bot's slot its waiting call already holds.
+        That is the chat's own budget, or the bot's slot its waiting call already holds (with
+        Redis, the soonest its shared slot may come).
         ``interval`` is the spacing the chat's calls use, if not the chat's own.
         """
         budget = self._budget(chat_id)

@@ -226,11 +226,19 @@ class SharedBudget:
             await asyncio.wait(set(self._background), timeout=REDIS_TIMEOUT)
         await self._client.aclose()
 
-    async def turn(self, chat_id: int, interval: float, *, slack: float = 0.0) -> Grant | None:
+    async def turn(
+        self,
+        chat_id: int,
+        interval: float,
+        *,
+        slack: float = 0.0,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> Grant | None:
         """Wait for the chat's next shared slot; None if Redis is unusable (use the local budget).
 
         ``interval`` is the chat's spacing after this call; ``slack``, how much sooner than
         that spacing a must-deliver call may go (the chat's reserve), 0 for progress calls.
+        ``on_wait`` hears each wait Redis sets, in seconds: when the call may go at the soonest.
         """
         keys = (global_key(self._space), chat_key(self._space, chat_id))
         while True:
@@ -253,6 +261,8 @@ class SharedBudget:
                 return None
             self._succeeded()
             answer = parse_answer(reply)
+            if on_wait is not None:
+                on_wait(answer.wait)
             if not answer.granted:
                 await asyncio.sleep(min(answer.wait, MAX_WAIT_SECONDS))
                 continue
