@@ -26,8 +26,9 @@ from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_dbapi
 
 from bot.event_loop import loop_from, run
 from bot.storage.db import create_engine, migrate
+from bot.storage.records import BegunTurn, MessageStatus, TurnPlan, TurnStart
 from bot.storage.sqlite_driver import one_trip_dbapi
-from bot.storage.store import BegunTurn, MessageStatus, Store, TurnPlan, TurnStart
+from bot.storage.store import Store
 
 OPERATIONS = ("begin_turn", "checkpoint_answer", "finish_answer")
 DRIVERS: dict[str, Callable[[], Any]] = {

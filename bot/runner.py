@@ -23,7 +23,8 @@ from bot.providers.service import ProviderService
 from bot.services import Services
 from bot.storage.db import create_engine
 from bot.storage.migrator import migrate_apart
-from bot.storage.store import MessageStatus, Store, StoredMessage
+from bot.storage.records import MessageStatus, StoredMessage
+from bot.storage.store import Store
 from bot.streaming.editor import StreamEditor
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from bot.storage.db import create_engine, migrate
-from bot.storage.store import DuplicateMessage, Store, TurnPlan, TurnStart
+from bot.storage.records import DuplicateMessage, TurnPlan, TurnStart
+from bot.storage.store import Store
 from tests.e2e import answers_once_stored, bot_texts, free_port, until
 from tests.factories import WEBHOOK_SECRET
 

@@ -9,7 +9,8 @@ from alembic import command
 from sqlalchemy import text
 
 from bot.storage.db import alembic_config, create_engine, migrate
-from bot.storage.store import MessageStatus, Store
+from bot.storage.records import MessageStatus
+from bot.storage.store import Store
 
 CHAT = 100
 WRAPPER = "wrapper"

@@ -6,7 +6,8 @@ from bot.inflight import ConversationLocks
 from bot.instances import lock_id
 from bot.storage.advisory import AdvisoryLocks
 from bot.storage.db import create_engine, migrate
-from bot.storage.store import MessageStatus, Store
+from bot.storage.records import MessageStatus
+from bot.storage.store import Store
 from tests.e2e import bot_texts, until
 from tests.factories import MODEL, make_config
 

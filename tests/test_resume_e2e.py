@@ -17,7 +17,8 @@ from bot.messages import text as message_text
 from bot.storage.advisory import AdvisoryLocks
 from bot.storage.db import create_engine, migrate
 from bot.storage.models import Message, utcnow
-from bot.storage.store import MessageKind, MessageStatus, Store
+from bot.storage.records import MessageKind, MessageStatus
+from bot.storage.store import Store
 from tests.e2e import USER, answer_held_open, bot_texts, stored_answers, stored_questions, until
 from tests.factories import make_config
 from tests.fakes.provider import Chunk, Delay, Role

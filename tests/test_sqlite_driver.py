@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from bot.storage.db import create_engine, migrate
+from bot.storage.records import DuplicateMessage, MessageStatus, TurnPlan, TurnStart
 from bot.storage.sqlite_driver import OneTripConnection
-from bot.storage.store import DuplicateMessage, MessageStatus, Store, TurnPlan, TurnStart
+from bot.storage.store import Store
 from tests.fakes.databases import sqlite_url
 
 ITEMS = Table(

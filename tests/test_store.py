@@ -16,15 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.config import PersonaConfig
 from bot.providers.base import Usage
 from bot.storage.models import Chat, Conversation, Message, Persona
-from bot.storage.store import (
+from bot.storage.records import (
     BegunTurn,
     ChatChoices,
     MessageKind,
     MessageStatus,
-    Store,
     TurnPlan,
     TurnStart,
 )
+from bot.storage.store import Store
 
 CHAT = 100
 TG_CHAT = 100

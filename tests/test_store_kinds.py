@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bot.storage.store import MessageKind, MessageStatus, Store
+from bot.storage.records import MessageKind, MessageStatus
+from bot.storage.store import Store
 
 CHAT = 300
 USER = 7

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from bot.storage.store import (
-    ChatChoices,
-    MessageStatus,
-    Store,
-    TurnPlan,
-    TurnStart,
-)
+from bot.storage.records import ChatChoices, MessageStatus, TurnPlan, TurnStart
+from bot.storage.store import Store
 
 CHAT = 400
 USER = 7

@@ -12,7 +12,7 @@ from bot.handlers.complete import continued
 from bot.handlers.edit import REWRITE_PROMPT, EditTask, edit_task, rewrite_request
 from bot.handlers.retry import answer_to_replace
 from bot.providers.base import StreamEnd, StreamEvent, StreamStart, TextDelta, Usage
-from bot.storage.store import MessageStatus, StoredMessage
+from bot.storage.records import MessageStatus, StoredMessage
 
 
 def test_a_reply_to_a_text_takes_the_whole_argument_as_the_instruction() -> None:

@@ -42,7 +42,7 @@ from bot.providers.base import (
     Usage,
 )
 from bot.providers.service import user_tag
-from bot.storage.store import (
+from bot.storage.records import (
     ChatChoices,
     DuplicateMessage,
     MessageKind,

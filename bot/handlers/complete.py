@@ -15,7 +15,7 @@ from bot.messages import Lang, user_message
 from bot.model_choice import effective_model
 from bot.providers.base import CompletionRequest, StreamEvent, TextDelta
 from bot.providers.service import user_tag
-from bot.storage.store import MessageKind
+from bot.storage.records import MessageKind
 
 
 async def complete_command(update: Update, context: BotContext) -> None:

@@ -30,7 +30,7 @@ from bot.providers.base import (
     TextDelta,
 )
 from bot.providers.service import ProviderService, user_tag
-from bot.storage.store import MessageKind
+from bot.storage.records import MessageKind
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from telegram.error import TelegramError
 
 from bot.handlers.context import BotContext
 from bot.messages import language_of, user_message
-from bot.storage.store import DuplicateMessage
+from bot.storage.records import DuplicateMessage
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from bot.providers.base import GeneratedImage, ImageEditRequest, ImageRequest
 from bot.providers.images import sniff_image
 from bot.providers.service import user_tag
 from bot.services import Services
-from bot.storage.store import MessageKind, MessageStatus
+from bot.storage.records import MessageKind, MessageStatus
 from bot.streaming.typing import TypingIndicator
 from bot.vision import photo_question
 

@@ -8,7 +8,7 @@ answered after the restart like a message still queued then.
 from __future__ import annotations
 
 from bot.services import Services
-from bot.storage.store import MessageKind, MessageStatus, StoredMessage
+from bot.storage.records import MessageKind, MessageStatus, StoredMessage
 from bot.vision import has_photos
 
 

@@ -21,7 +21,7 @@ from bot.inflight import ConversationKey
 from bot.messages import language_of, text
 from bot.services import Services
 from bot.storage.models import utcnow
-from bot.storage.store import PendingTurn
+from bot.storage.records import PendingTurn
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from bot.model_choice import effective_model
 from bot.personas import chat_persona
 from bot.providers.base import ChatMessage, ChatRequest
 from bot.providers.service import user_tag
-from bot.storage.store import CONTEXT_STATUSES, StoredMessage
+from bot.storage.records import CONTEXT_STATUSES, StoredMessage
 
 logger = logging.getLogger(__name__)
 

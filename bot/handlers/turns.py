@@ -7,7 +7,7 @@ from telegram import Message
 from bot.handlers.chat import Reply, active_conversation_of, topic_of
 from bot.handlers.context import BotContext
 from bot.messages import Lang
-from bot.storage.store import MessageKind
+from bot.storage.records import MessageKind
 
 
 async def begin_turn(

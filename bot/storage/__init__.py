@@ -1,6 +1,8 @@
-"""Persistence: the engine and migrations (db), the tables (models), the queries (store)."""
+"""Persistence: the engine and migrations (db), the tables (models), what is stored as plain
+values (records), the queries (store, with turn_begin and history for the busiest ones)."""
 
 from bot.storage.db import create_engine, migrate
-from bot.storage.store import MessageStatus, Store, StoredMessage
+from bot.storage.records import MessageStatus, StoredMessage
+from bot.storage.store import Store
 
 __all__ = ["MessageStatus", "Store", "StoredMessage", "create_engine", "migrate"]

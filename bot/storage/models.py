@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     false,
@@ -214,3 +215,13 @@ class QuotaHold(Base):
     counters: Mapped[list[list[Any]]] = mapped_column(JSON)
     # A hold its answer never settled (the process died) is released after this.
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+# The tables themselves, for Core statements on the hot path (no ORM objects).
+CHATS = cast(Table, Chat.__table__)
+PERSONAS = cast(Table, Persona.__table__)
+CONVERSATIONS = cast(Table, Conversation.__table__)
+MESSAGES = cast(Table, Message.__table__)
+MODEL_DEFAULTS = cast(Table, ModelDefault.__table__)
+QUOTA_USAGE = cast(Table, QuotaUsage.__table__)
+QUOTA_HOLDS = cast(Table, QuotaHold.__table__)

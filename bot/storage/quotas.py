@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Insert, Table, delete, func, insert, select, update
+from sqlalchemy import CursorResult, Insert, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,14 +34,11 @@ from bot.quotas import (
     lock_order,
     refusal,
 )
-from bot.storage.models import Chat, QuotaHold, QuotaUsage, utcnow
+from bot.storage.models import CHATS, QUOTA_HOLDS, QUOTA_USAGE, utcnow
 from bot.storage.store import Store
 
 logger = logging.getLogger(__name__)
 
-USAGE = cast(Table, QuotaUsage.__table__)
-HOLDS = cast(Table, QuotaHold.__table__)
-CHATS = cast(Table, Chat.__table__)
 
 # Expired holds are looked for at most this often by one process.
 EXPIRY_SWEEP_SECONDS = 60.0
@@ -112,15 +109,17 @@ class QuotaStore:
         async with self._store.transaction() as connection:
             held = 0
             if hold.id is not None:
-                deleted = await connection.execute(delete(HOLDS).where(HOLDS.c.id == hold.id))
+                deleted = await connection.execute(
+                    delete(QUOTA_HOLDS).where(QUOTA_HOLDS.c.id == hold.id)
+                )
                 # Gone: it expired, and its tokens were released then.
                 held = hold.tokens if cast("CursorResult[Any]", deleted).rowcount else 0
             if not (held or used or refund):
                 return
-            u = USAGE.c
+            u = QUOTA_USAGE.c
             for key in sorted(hold.keys, key=lock_order):
                 await connection.execute(
-                    update(USAGE)
+                    update(QUOTA_USAGE)
                     .where(*_key_is(key))
                     .values(
                         requests=u.requests - refund,
@@ -135,9 +134,9 @@ class QuotaStore:
         now = self._clock()
         async with self._store.transaction() as connection:
             rows = await connection.execute(
-                delete(HOLDS)
-                .where(HOLDS.c.expires_at <= now)
-                .returning(HOLDS.c.tokens, HOLDS.c.counters)
+                delete(QUOTA_HOLDS)
+                .where(QUOTA_HOLDS.c.expires_at <= now)
+                .returning(QUOTA_HOLDS.c.tokens, QUOTA_HOLDS.c.counters)
             )
             released: dict[CounterKey, int] = {}
             expired = 0
@@ -147,9 +146,9 @@ class QuotaStore:
                     released[key] = released.get(key, 0) + row.tokens
             for key in sorted(released, key=lock_order):
                 await connection.execute(
-                    update(USAGE)
+                    update(QUOTA_USAGE)
                     .where(*_key_is(key))
-                    .values(reserved=USAGE.c.reserved - released[key], updated_at=now)
+                    .values(reserved=QUOTA_USAGE.c.reserved - released[key], updated_at=now)
                 )
         if expired:
             logger.warning("released %d quota holds left by answers that never finished", expired)
@@ -177,7 +176,7 @@ class QuotaStore:
 
     async def totals(self, scope: Scope, period: str) -> tuple[int, Figures]:
         """How many users (or chats) used the bot in ``period``, and their sum."""
-        u = USAGE.c
+        u = QUOTA_USAGE.c
         query = select(
             func.count(), func.sum(u.requests), func.sum(u.tokens), func.sum(u.reserved)
         ).where(u.scope == scope, u.period == period, u.requests > 0)
@@ -187,10 +186,10 @@ class QuotaStore:
 
     async def top(self, scope: Scope, period: str, limit: int) -> list[Ranked]:
         """The users (or chats) that used the most tokens in ``period``, then requests."""
-        u = USAGE.c
+        u = QUOTA_USAGE.c
         query = (
             select(u.subject, CHATS.c.title, u.requests, u.tokens, u.reserved)
-            .select_from(USAGE.outerjoin(CHATS, CHATS.c.id == u.subject))
+            .select_from(QUOTA_USAGE.outerjoin(CHATS, CHATS.c.id == u.subject))
             .where(u.scope == scope, u.period == period, u.requests > 0)
             .order_by(u.tokens.desc(), u.requests.desc(), u.subject)
             .limit(limit)
@@ -230,7 +229,7 @@ async def _reserve(
         for counter in counters
     ]
     await connection.execute(_insert_missing(connection), rows)
-    u = USAGE.c
+    u = QUOTA_USAGE.c
     for counter in counters:
         # The SQL of ``bot.quotas.exhausted``: room for a request, tokens left if it needs any.
         room = list(_key_is(counter.key))
@@ -239,7 +238,7 @@ async def _reserve(
         if counter.tokens and tokens > 0:
             room.append(u.tokens + u.reserved < counter.tokens)
         result = await connection.execute(
-            update(USAGE)
+            update(QUOTA_USAGE)
             .where(*room)
             .values(requests=u.requests + 1, reserved=u.reserved + tokens, updated_at=now)
         )
@@ -249,13 +248,13 @@ async def _reserve(
     if tokens <= 0:
         return Hold(None, keys, tokens)
     hold_id = await connection.scalar(
-        insert(HOLDS)
+        insert(QUOTA_HOLDS)
         .values(
             tokens=tokens,
             counters=[[key.scope.value, key.subject, key.period] for key in keys],
             expires_at=expires_at,
         )
-        .returning(HOLDS.c.id)
+        .returning(QUOTA_HOLDS.c.id)
     )
     return Hold(hold_id, keys, tokens)
 
@@ -263,8 +262,8 @@ async def _reserve(
 def _insert_missing(connection: AsyncConnection) -> Insert:
     """Insert counter rows, leaving those that exist as they are."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(USAGE).on_conflict_do_nothing(
-        index_elements=[USAGE.c.scope, USAGE.c.subject, USAGE.c.period]
+    statement = dialect.insert(QUOTA_USAGE).on_conflict_do_nothing(
+        index_elements=[QUOTA_USAGE.c.scope, QUOTA_USAGE.c.subject, QUOTA_USAGE.c.period]
     )
     return cast("Insert", statement)
 
@@ -273,7 +272,7 @@ async def _figures(
     connection: AsyncConnection, keys: Sequence[CounterKey]
 ) -> dict[CounterKey, Figures]:
     figures: dict[CounterKey, Figures] = {}
-    u = USAGE.c
+    u = QUOTA_USAGE.c
     for key in keys:
         row = (
             await connection.execute(select(u.requests, u.tokens, u.reserved).where(*_key_is(key)))
@@ -284,7 +283,7 @@ async def _figures(
 
 
 def _key_is(key: CounterKey) -> tuple[Any, ...]:
-    u = USAGE.c
+    u = QUOTA_USAGE.c
     return (u.scope == key.scope.value, u.subject == key.subject, u.period == key.period)
 
 

@@ -4,38 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
-from enum import StrEnum
 from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import (
-    Column,
     ColumnElement,
     CursorResult,
-    Insert,
-    Row,
-    Select,
-    Table,
     Update,
     and_,
-    func,
     insert,
-    or_,
     select,
-    true,
-    tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import PersonaConfig
 from bot.providers.base import Usage
+from bot.storage.history import histories
 from bot.storage.models import (
+    CHATS,
+    CONVERSATIONS,
+    MESSAGES,
+    MODEL_DEFAULTS,
+    PERSONAS,
     Chat,
     Conversation,
     Message,
@@ -44,6 +38,22 @@ from bot.storage.models import (
     turn_order,
     utcnow,
 )
+from bot.storage.records import (
+    ASSISTANT,
+    CONTEXT_STATUSES,
+    USER,
+    BegunTurn,
+    ChatChoices,
+    DuplicateMessage,
+    MessageKind,
+    MessageStatus,
+    PendingTurn,
+    StoredMessage,
+    TurnPlan,
+    TurnStart,
+    stored_message,
+)
+from bot.storage.turn_begin import PendingBegin, begin_turns, stored_user_messages
 
 T = TypeVar("T")
 
@@ -52,152 +62,13 @@ logger = logging.getLogger(__name__)
 # Chats whose stored details are known to be current; past this many the memory is reset.
 KNOWN_CHATS = 10_000
 
-USER = "user"
-ASSISTANT = "assistant"
-
 # Chats the start-up warm-up writes to and rolls back: Telegram gives no chat id 0, and its
 # ids stay far above -2**62 (supergroups' are about -10**12).
 WARM_UP_CHATS = (0, -(2**62))
 
 
-class MessageStatus(StrEnum):
-    """Where a message stands.
-
-    A user's message is complete, or one of the last three: left unanswered by a restart.
-    """
-
-    STREAMING = "streaming"
-    COMPLETE = "complete"
-    CUT = "cut"
-    ERROR = "error"
-    STOPPED = "stopped"
-    INTERRUPTED = "interrupted"
-    # A regenerated answer (/retry) took its place; kept, but never context again.
-    REPLACED = "replaced"
-    # A user's message a restart left unanswered, to be answered after it.
-    PENDING = "pending"
-    # Answered after a restart: never again, whatever happens to that answer.
-    RESUMED = "resumed"
-    # Left unanswered by a restart and too old to answer after it.
-    EXPIRED = "expired"
-
-
-class MessageKind(StrEnum):
-    """What a turn was: only chat turns are a conversation's context."""
-
-    CHAT = "chat"
-    COMPLETION = "completion"
-    EDIT = "edit"
-    IMAGE = "image"
-    IMAGE_EDIT = "image_edit"
-
-
-# Answers whose text may go back to the model as context: what the user saw, even if the
-# answer did not run to its end. Errors and still-streaming rows are left out.
-CONTEXT_STATUSES = (
-    MessageStatus.COMPLETE,
-    MessageStatus.CUT,
-    MessageStatus.STOPPED,
-    MessageStatus.INTERRUPTED,
-)
-
-
-# The tables themselves, for Core statements on the hot path (no ORM objects).
-CHATS = cast(Table, Chat.__table__)
-PERSONAS = cast(Table, Persona.__table__)
-CONVERSATIONS = cast(Table, Conversation.__table__)
-MESSAGES = cast(Table, Message.__table__)
-MODEL_DEFAULTS = cast(Table, ModelDefault.__table__)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """A message as read back from the database."""
-
-    id: int
-    conversation_id: int
-    role: str
-    content: str
-    status: MessageStatus
-    telegram_chat_id: int
-    telegram_message_ids: tuple[int, ...]
-    created_at: datetime
-    kind: MessageKind = MessageKind.CHAT
-    user_id: int | None = None
-    # On an answer, the user's message it answers.
-    question_id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TurnStart:
-    """A user's message that asks for an answer, with the chat it came from."""
-
-    chat_id: int
-    chat_type: str
-    text: str
-    history_limit: int
-    title: str | None = None
-    language: str | None = None
-    thread_id: int | None = None
-    user_id: int | None = None
-    telegram_message_id: int | None = None
-    # Set for a conversation of its own per user; None for the chat's (or topic's) one.
-    conversation_user_id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PendingTurn:
-    """A user's message a restart left unanswered, with the chat and conversation it is in."""
-
-    message: StoredMessage
-    chat_type: str
-    title: str | None
-    language: str | None
-    thread_id: int | None
-    # The member whose own conversation it is in; None for the chat's (or topic's) one.
-    member_id: int | None
-
-
 class _Unchanged(Exception):
     """A conditional write found its row changed already; its transaction is rolled back."""
-
-
-class DuplicateMessage(Exception):
-    """The user's message is stored already: Telegram delivered it again."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChatChoices:
-    """What a chat chose, as stored: a persona (and its stored prompt) and a model."""
-
-    persona: str | None
-    persona_prompt: str | None
-    model: str | None
-    # The bot admins' default chat model, over the configuration's.
-    default_model: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TurnPlan:
-    """The persona and model a turn is answered with, decided from the chat's choices."""
-
-    persona: str
-    prompt: str
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class BegunTurn:
-    """Everything the answer needs once the user's message is stored."""
-
-    plan: TurnPlan
-    conversation_id: int
-    user_message_id: int
-    answer_id: int
-    # Usable context, oldest first, ending with the user's new message.
-    history: tuple[StoredMessage, ...]
-    # The conversation's provider session by provider name (at most one entry).
-    provider_sessions: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,17 +77,6 @@ class _BatchItem(Generic[T]):
 
     work: Callable[[AsyncConnection], Awaitable[T]]
     done: asyncio.Future[T]
-
-
-@dataclass(frozen=True, slots=True)
-class _PendingTurn:
-    """A ``begin_turn`` waiting for the next shared transaction."""
-
-    start: TurnStart
-    plan: Callable[[ChatChoices], TurnPlan]
-    # False when the chat's details are known to be stored already.
-    record_chat: bool
-    done: asyncio.Future[BegunTurn]
 
 
 class Store:
@@ -231,7 +91,7 @@ class Store:
         self._known_chats: dict[int, tuple[str, str | None, str | None]] = {}
         # Writes waiting for the next shared transaction, and the task committing them.
         self._batch: list[_BatchItem[Any]] = []
-        self._turns: list[_PendingTurn] = []
+        self._turns: list[PendingBegin] = []
         self._batch_writer: asyncio.Task[None] | None = None
 
     @asynccontextmanager
@@ -261,7 +121,7 @@ class Store:
         shared transaction fails, each write is retried alone, so an error belongs to its
         own write.
         """
-        turns: list[_PendingTurn] = []
+        turns: list[PendingBegin] = []
         works: list[_BatchItem[Any]] = []
         try:
             while self._turns or self._batch:
@@ -285,12 +145,12 @@ class Store:
             self._batch_writer = None
 
     async def _run_together(
-        self, turns: Sequence[_PendingTurn], works: Sequence[_BatchItem[Any]]
+        self, turns: Sequence[PendingBegin], works: Sequence[_BatchItem[Any]]
     ) -> bool:
         """Run every queued write in one transaction; False (nothing kept) if it failed."""
         try:
             async with self._core_writing() as connection:
-                outcomes = await _begin_turns(connection, turns) if turns else []
+                outcomes = await begin_turns(connection, turns) if turns else []
                 results = [await item.work(connection) for item in works]
         except Exception:  # each write is retried alone and fails on its own
             logger.debug("a shared write transaction failed; retrying its writes alone")
@@ -301,10 +161,10 @@ class Store:
             _settle(item.done, result)
         return True
 
-    async def _begin_alone(self, turn: _PendingTurn) -> None:
+    async def _begin_alone(self, turn: PendingBegin) -> None:
         try:
             async with self._core_writing() as connection:
-                [outcome] = await _begin_turns(connection, [turn])
+                [outcome] = await begin_turns(connection, [turn])
         except Exception as exc:  # handed to the caller waiting for it
             outcome = exc
         _settle(turn.done, outcome)
@@ -338,7 +198,7 @@ class Store:
         details = (start.chat_type, start.title, start.language)
         known = self._known_chats.get(start.chat_id) == details
         future: asyncio.Future[BegunTurn] = asyncio.get_running_loop().create_future()
-        self._turns.append(_PendingTurn(start, plan, not known, future))
+        self._turns.append(PendingBegin(start, plan, not known, future))
         self._wake_writer()
         turn = await future
         if not known:
@@ -364,7 +224,7 @@ class Store:
         # (its details written anew; history); then under another persona (a new one).
         steps = ((first, "a", True), (second, "a", True), (first, "a", True), (first, "b", False))
         turns = [
-            _PendingTurn(
+            PendingBegin(
                 TurnStart(
                     chat_id=chat_id,
                     chat_type="private",
@@ -384,7 +244,7 @@ class Store:
             connection = await stack.enter_async_context(self._engine.connect())
             transaction = await connection.begin()
             try:
-                outcomes = await _begin_turns(connection, turns)
+                outcomes = await begin_turns(connection, turns)
             finally:
                 await transaction.rollback()
         for outcome in outcomes:
@@ -630,7 +490,7 @@ class Store:
             if telegram_message_id is not None:
                 wanted = {(telegram_chat_id, telegram_message_id)}
                 connection = await session.connection()
-                if await _stored_user_messages(connection, wanted):
+                if await stored_user_messages(connection, wanted):
                     raise DuplicateMessage(
                         f"message {telegram_message_id} of chat {telegram_chat_id}"
                     )
@@ -743,8 +603,8 @@ class Store:
         if limit <= 0:
             return []
         async with self._engine.connect() as connection:
-            histories = await _histories(connection, {conversation_id: limit}, upto=upto)
-        return histories.get(conversation_id, [])
+            found = await histories(connection, {conversation_id: limit}, upto=upto)
+        return found.get(conversation_id, [])
 
     async def last_exchange(
         self, conversation_id: int
@@ -781,7 +641,7 @@ class Store:
                 )
                 .order_by(Message.id)
             )
-            return _stored(question), [_stored(row) for row in answers]
+            return stored_message(question), [stored_message(row) for row in answers]
 
     async def replace_answers(self, message_ids: Sequence[int]) -> None:
         """Mark answers as replaced by a regenerated one: kept, but no longer context."""
@@ -801,7 +661,7 @@ class Store:
             .order_by(Message.id)
         )
         async with self._sessions() as session:
-            return [_stored(row) for row in await session.scalars(query)]
+            return [stored_message(row) for row in await session.scalars(query)]
 
     async def conversation_key(
         self, conversation_id: int
@@ -852,7 +712,7 @@ class Store:
             rows = (await connection.execute(query)).all()
         return [
             PendingTurn(
-                message=_stored(row),
+                message=stored_message(row),
                 chat_type=row.chat_type,
                 title=row.title,
                 language=row.language,
@@ -969,12 +829,12 @@ class Store:
                     default_model=row.default_model,
                 )
             )
-            question = replace(_stored(row), status=MessageStatus.RESUMED)
+            question = replace(stored_message(row), status=MessageStatus.RESUMED)
             conversation_id = question.conversation_id
             history: list[StoredMessage] = []
             if history_limit > 0:
                 # Up to this question: later pending messages are answered after it.
-                found = await _histories(
+                found = await histories(
                     connection, {conversation_id: history_limit}, upto=question.id
                 )
                 history = found.get(conversation_id, [])
@@ -1008,7 +868,7 @@ class Store:
         """The message with this id, or None."""
         async with self._sessions() as session:
             row = await session.get(Message, message_id)
-            return None if row is None else _stored(row)
+            return None if row is None else stored_message(row)
 
     async def _insert(self, message: Message) -> int:
         async with self._writing() as session:
@@ -1177,545 +1037,6 @@ def _settle(future: asyncio.Future[Any], outcome: object) -> None:
         future.set_result(outcome)
 
 
-ConversationKey = tuple[int, int | None, int | None]
-
-
-def _key_of(start: TurnStart) -> ConversationKey:
-    return (start.chat_id, start.thread_id, start.conversation_user_id)
-
-
-@dataclass(frozen=True, slots=True)
-class _OpenConversation:
-    id: int
-    persona: str
-    session_owner: str | None
-    session: str | None
-
-
-async def _begin_turns(
-    connection: AsyncConnection, turns: Sequence[_PendingTurn]
-) -> list[BegunTurn | Exception]:
-    """The statements of ``Store.begin_turn`` for many turns, in the caller's transaction.
-
-    Turns of one conversation go in separate waves, in order, so the later one sees the
-    earlier one's messages; each wave costs a handful of statements however many it holds.
-    """
-    outcomes: list[BegunTurn | Exception] = [LookupError("not begun")] * len(turns)
-    for wave in _waves(turns):
-        begun = await _begin_wave(connection, [turns[index] for index in wave])
-        for index, outcome in zip(wave, begun, strict=True):
-            outcomes[index] = outcome
-    return outcomes
-
-
-def _waves(turns: Sequence[_PendingTurn]) -> list[list[int]]:
-    """Indexes of ``turns`` in groups where no conversation key appears twice."""
-    waves: list[tuple[set[ConversationKey], list[int]]] = []
-    for index, turn in enumerate(turns):
-        key = _key_of(turn.start)
-        # After the last wave holding this key, so that its turns keep their order.
-        first = max((n + 1 for n, (keys, _) in enumerate(waves) if key in keys), default=0)
-        if first == len(waves):
-            waves.append((set(), []))
-        keys, members = waves[first]
-        keys.add(key)
-        members.append(index)
-    return [members for _, members in waves]
-
-
-async def _begin_wave(
-    connection: AsyncConnection, turns: Sequence[_PendingTurn]
-) -> list[BegunTurn | Exception]:
-    now = utcnow()
-    chat_ids = {turn.start.chat_id for turn in turns}
-    recorded = {turn.start.chat_id: turn.start for turn in turns if turn.record_chat}
-    if recorded:
-        # Takes the chats' row locks (PostgreSQL) for the rest of the transaction.
-        rows = [_chat_row(start, now) for start in recorded.values()]
-        await connection.execute(_upsert_chats(connection), rows)
-    wanted = {
-        (turn.start.chat_id, turn.start.telegram_message_id)
-        for turn in turns
-        if turn.start.telegram_message_id is not None
-    }
-    state = await _chat_states(connection, chat_ids, wanted)
-    plans, outcomes = _plan_turns(turns, state.choices)
-    if state.maybe_stored:
-        await _drop_duplicates(connection, turns, plans, outcomes)
-    if not plans:
-        return outcomes
-
-    def stale(index: int, found: dict[ConversationKey, _OpenConversation]) -> bool:
-        conversation = found.get(_key_of(turns[index].start))
-        return conversation is None or conversation.persona != plans[index].persona
-
-    found = state.conversations
-    to_lock = {
-        turns[i].start.chat_id for i in plans if stale(i, found) and not turns[i].record_chat
-    }
-    if to_lock:
-        await connection.execute(
-            update(CHATS).where(CHATS.c.id.in_(to_lock)).values(updated_at=now)
-        )
-        # Looked up again under the locks: a concurrent /new may have opened one meanwhile.
-        found = await _open_conversations(connection, chat_ids)
-    fresh = [index for index in plans if stale(index, found)]
-    starts = {index: turns[index].start for index in fresh}
-    ended = [found[key].id for key in map(_key_of, starts.values()) if key in found]
-    personas = {index: plans[index].persona for index in fresh}
-    conversation_of = await _start_conversations(connection, starts, personas, ended, now)
-    sessions: dict[int, dict[str, str]] = {}
-    for index in plans:
-        if index in conversation_of:
-            continue
-        conversation = found[_key_of(turns[index].start)]
-        conversation_of[index] = conversation.id
-        owner, session = conversation.session_owner, conversation.session
-        sessions[index] = {} if owner is None or session is None else {owner: session}
-    prior = await _histories(
-        connection,
-        {
-            conversation_of[i]: turns[i].start.history_limit - 1
-            for i in plans
-            if i not in fresh and turns[i].start.history_limit > 1
-        },
-    )
-    message_ids = await _insert_turns(
-        connection,
-        [
-            _message_rows(turns[index].start, conversation_of[index], plan.model, now)
-            for index, plan in plans.items()
-        ],
-    )
-    for index, plan in plans.items():
-        start = turns[index].start
-        conversation_id = conversation_of[index]
-        user_message_id, answer_id = message_ids[conversation_id]
-        user_message = StoredMessage(
-            id=user_message_id,
-            conversation_id=conversation_id,
-            role=USER,
-            content=start.text,
-            status=MessageStatus.COMPLETE,
-            telegram_chat_id=start.chat_id,
-            telegram_message_ids=_message_ids(None, start.telegram_message_id),
-            created_at=now,
-            user_id=start.user_id,
-        )
-        history = prior.get(conversation_id, [])
-        outcomes[index] = BegunTurn(
-            plan=plan,
-            conversation_id=conversation_id,
-            user_message_id=user_message_id,
-            answer_id=answer_id,
-            history=(*history, user_message) if start.history_limit > 0 else (),
-            provider_sessions=sessions.get(index, {}),
-        )
-    return outcomes
-
-
-def _plan_turns(
-    turns: Sequence[_PendingTurn], choices: Mapping[int, ChatChoices]
-) -> tuple[dict[int, TurnPlan], list[BegunTurn | Exception]]:
-    """Each turn's plan by index, from its chat's choices; the outcomes of those that failed."""
-    outcomes: list[BegunTurn | Exception] = []
-    plans: dict[int, TurnPlan] = {}
-    for index, turn in enumerate(turns):
-        chat = choices.get(turn.start.chat_id)
-        outcomes.append(LookupError(f"unknown chat {turn.start.chat_id}"))
-        if chat is None:
-            continue
-        try:
-            plans[index] = turn.plan(chat)
-        except Exception as exc:  # this turn fails alone
-            outcomes[index] = exc
-    return plans, outcomes
-
-
-async def _drop_duplicates(
-    connection: AsyncConnection,
-    turns: Sequence[_PendingTurn],
-    plans: dict[int, TurnPlan],
-    outcomes: list[BegunTurn | Exception],
-) -> None:
-    """Take turns whose message is stored already out of ``plans``, failing them."""
-    starts = [turns[index].start for index in plans]
-    stored = await _stored_user_messages(
-        connection,
-        {
-            (start.chat_id, start.telegram_message_id)
-            for start in starts
-            if start.telegram_message_id is not None
-        },
-    )
-    for index in list(plans):
-        start = turns[index].start
-        if (start.chat_id, start.telegram_message_id) in stored:
-            del plans[index]
-            outcomes[index] = DuplicateMessage(
-                f"message {start.telegram_message_id} of chat {start.chat_id}"
-            )
-
-
-async def _stored_user_messages(
-    connection: AsyncConnection, wanted: set[tuple[int, int]]
-) -> set[tuple[int, int]]:
-    """Which of these Telegram messages (chat, message id) are stored as users' turns."""
-    if not wanted:
-        return set()
-    m, c = MESSAGES.c, CONVERSATIONS.c
-    # Through the chat's conversations, whose index keeps this to one chat's messages.
-    rows = await connection.execute(
-        select(c.chat_id, m.telegram_message_id)
-        .select_from(MESSAGES.join(CONVERSATIONS, m.conversation_id == c.id))
-        .where(
-            c.chat_id.in_({chat for chat, _ in wanted}),
-            m.telegram_message_id.in_({message for _, message in wanted}),
-            m.role == USER,
-        )
-    )
-    return {(row.chat_id, row.telegram_message_id) for row in rows} & wanted
-
-
-async def _start_conversations(
-    connection: AsyncConnection,
-    starts: Mapping[int, TurnStart],
-    personas: Mapping[int, str],
-    ended: Sequence[int],
-    now: datetime,
-) -> dict[int, int]:
-    """End the conversations ``ended`` and open one for each turn in ``starts``, by index."""
-    if ended:
-        await connection.execute(
-            update(CONVERSATIONS).where(CONVERSATIONS.c.id.in_(ended)).values(ended_at=now)
-        )
-    if not starts:
-        return {}
-    rows = [
-        {
-            "chat_id": start.chat_id,
-            "thread_id": start.thread_id,
-            "user_id": start.conversation_user_id,
-            "persona": personas[index],
-            "started_at": now,
-        }
-        for index, start in starts.items()
-    ]
-    c = CONVERSATIONS.c
-    new_ids = await _insert_ids(connection, CONVERSATIONS, rows, c.chat_id, c.thread_id, c.user_id)
-    return {index: new_ids[_key_of(start)] for index, start in starts.items()}
-
-
-def _message_rows(
-    start: TurnStart, conversation_id: int, model: str, now: datetime
-) -> tuple[dict[str, object], dict[str, object]]:
-    """The user's message and the empty answer, as rows."""
-    ids = None if start.telegram_message_id is None else [start.telegram_message_id]
-    common: dict[str, object] = {
-        "conversation_id": conversation_id,
-        "telegram_chat_id": start.chat_id,
-        "created_at": now,
-        "updated_at": now,
-    }
-    user = common | {
-        "role": USER,
-        "content": start.text,
-        "status": MessageStatus.COMPLETE,
-        "user_id": start.user_id,
-        "telegram_message_id": start.telegram_message_id,
-        "telegram_message_ids": ids,
-        "model": None,
-    }
-    answer = common | {
-        "role": ASSISTANT,
-        "content": "",
-        "status": MessageStatus.STREAMING,
-        "user_id": None,
-        "telegram_message_id": None,
-        "telegram_message_ids": None,
-        "model": model,
-    }
-    return user, answer
-
-
-async def _insert_turns(
-    connection: AsyncConnection, rows: Sequence[tuple[dict[str, object], dict[str, object]]]
-) -> dict[int, tuple[int, int]]:
-    """Insert users' messages and their answers (one pair per conversation); their ids.
-
-    The users' messages first: each answer is stored with the id its question got.
-    """
-    m = MESSAGES.c
-    questions = await _insert_ids(
-        connection, MESSAGES, [user for user, _ in rows], m.conversation_id
-    )
-    answers = await _insert_ids(
-        connection,
-        MESSAGES,
-        [answer | {"question_id": questions[answer["conversation_id"],]} for _, answer in rows],
-        m.conversation_id,
-    )
-    return {key[0]: (question, answers[key]) for key, question in questions.items()}
-
-
-def _upsert_chats(connection: AsyncConnection) -> Insert:
-    """Insert a chat, or update its type, title and language (None keeps the stored one)."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(CHATS)
-    excluded = statement.excluded
-    upsert = statement.on_conflict_do_update(
-        index_elements=[CHATS.c.id],
-        set_={
-            "type": excluded.type,
-            "title": func.coalesce(excluded.title, CHATS.c.title),
-            "language": func.coalesce(excluded.language, CHATS.c.language),
-            "updated_at": excluded.updated_at,
-        },
-    )
-    return cast("Insert", upsert)
-
-
-def _chat_row(start: TurnStart, now: datetime) -> dict[str, object]:
-    return {
-        "id": start.chat_id,
-        "type": start.chat_type,
-        "title": start.title,
-        "language": start.language,
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-async def _open_conversations(
-    connection: AsyncConnection, chat_ids: set[int]
-) -> dict[ConversationKey, _OpenConversation]:
-    """The open conversation of every key in these chats (the newest, should there be two)."""
-    c = CONVERSATIONS.c
-    rows = await connection.execute(
-        select(
-            c.id,
-            c.chat_id,
-            c.thread_id,
-            c.user_id,
-            c.persona,
-            c.provider_session_owner,
-            c.provider_session,
-        )
-        .where(c.chat_id.in_(chat_ids), c.ended_at.is_(None))
-        .order_by(c.id)
-    )
-    return {
-        (row.chat_id, row.thread_id, row.user_id): _OpenConversation(
-            row.id, row.persona, row.provider_session_owner, row.provider_session
-        )
-        for row in rows
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class _ChatStates:
-    """What one look-up tells of the chats of a wave of turns."""
-
-    choices: dict[int, ChatChoices]
-    conversations: dict[ConversationKey, _OpenConversation]
-    # Some of the wave's Telegram messages may be stored already (delivered again).
-    maybe_stored: bool
-
-
-async def _chat_states(
-    connection: AsyncConnection, chat_ids: set[int], wanted: set[tuple[int, int]]
-) -> _ChatStates:
-    """The chats' choices, their open conversations and a duplicate check, in one statement.
-
-    The check counts the ``wanted`` Telegram messages (chat, message id) stored as users'
-    turns; only when there is one does ``_drop_duplicates`` find out which.
-    """
-    c, m = CONVERSATIONS.c, MESSAGES.c
-    stored = CONVERSATIONS.alias("stored_in")
-    default_model = (
-        select(MODEL_DEFAULTS.c.model)
-        .where(MODEL_DEFAULTS.c.capability == "chat")
-        .scalar_subquery()
-        .label("default_model")
-    )
-    # Not correlated with the rows around it, so run once (not once per conversation row);
-    # through the chats' conversations, whose index keeps it to these chats' messages.
-    stored_count = (
-        select(func.count())
-        .select_from(MESSAGES.join(stored, m.conversation_id == stored.c.id))
-        .where(
-            stored.c.chat_id.in_(chat_ids),
-            m.telegram_message_id.in_({message for _, message in wanted}),
-            tuple_(stored.c.chat_id, m.telegram_message_id).in_(wanted),
-            m.role == USER,
-        )
-        .scalar_subquery()
-        .label("stored")
-    )
-    rows = await connection.execute(
-        select(
-            CHATS.c.id,
-            CHATS.c.persona,
-            PERSONAS.c.prompt,
-            CHATS.c.model,
-            default_model,
-            stored_count,
-            c.id.label("conversation_id"),
-            c.thread_id,
-            c.user_id,
-            c.persona.label("conversation_persona"),
-            c.provider_session_owner,
-            c.provider_session,
-        )
-        .select_from(
-            CHATS.outerjoin(PERSONAS, PERSONAS.c.name == CHATS.c.persona).outerjoin(
-                CONVERSATIONS, and_(c.chat_id == CHATS.c.id, c.ended_at.is_(None))
-            )
-        )
-        .where(CHATS.c.id.in_(chat_ids))
-        .order_by(c.id)
-    )
-    choices: dict[int, ChatChoices] = {}
-    conversations: dict[ConversationKey, _OpenConversation] = {}
-    maybe_stored = False
-    for row in rows:
-        choices[row.id] = ChatChoices(
-            persona=row.persona,
-            persona_prompt=row.prompt,
-            model=row.model,
-            default_model=row.default_model,
-        )
-        maybe_stored = maybe_stored or bool(row.stored)
-        if row.conversation_id is not None:
-            # In id order: the newest open conversation of a key wins, should there be two.
-            conversations[row.id, row.thread_id, row.user_id] = _OpenConversation(
-                row.conversation_id,
-                row.conversation_persona,
-                row.provider_session_owner,
-                row.provider_session,
-            )
-    return _ChatStates(choices, conversations, maybe_stored)
-
-
-# Conversations whose history one statement reads (each a bound parameter).
-HISTORIES_PER_STATEMENT = 500
-
-
-async def _histories(
-    connection: AsyncConnection, limits: Mapping[int, int], *, upto: int | None = None
-) -> dict[int, list[StoredMessage]]:
-    """The newest usable chat messages of each conversation (up to its limit), in order.
-
-    The order is the conversation's (``turn_order``): each question followed by its answers,
-    even where an answer was stored after later questions. With ``upto``, only the user's
-    message of that id and what comes before it (a turn being answered, or answered again).
-    """
-    by_limit: dict[int, list[int]] = {}
-    for conversation_id, limit in limits.items():
-        if limit > 0:
-            by_limit.setdefault(limit, []).append(conversation_id)
-    histories: dict[int, list[StoredMessage]] = {}
-    for limit, conversation_ids in by_limit.items():
-        for first in range(0, len(conversation_ids), HISTORIES_PER_STATEMENT):
-            chunk = conversation_ids[first : first + HISTORIES_PER_STATEMENT]
-            statement = _history_statement(chunk, limit, upto)
-            for row in await connection.execute(statement):
-                histories.setdefault(row.conversation_id, []).append(_stored(row))
-    for conversation_id, history in histories.items():
-        history.sort(key=_turn_position)
-        del history[: -limits[conversation_id]]
-    return histories
-
-
-def _history_statement(
-    conversation_ids: Sequence[int], limit: int, upto: int | None
-) -> Select[Any]:
-    """The newest ``limit`` turns' usable chat messages of each of these conversations.
-
-    Its shape is the same however many conversations it reads (their ids are one expanding
-    parameter), so it is compiled once, not once per burst size. Per conversation, a
-    correlated subquery finds where the ``limit``-th newest usable message sorts
-    (``turn_order``); the messages from there on are one range scan of the order index.
-    That may bring a few answers more of the oldest turn; ``_histories`` trims them.
-    """
-    m, c = MESSAGES.c, CONVERSATIONS.c
-    newer = MESSAGES.alias("newer")
-
-    def anchor(messages: Any) -> ColumnElement[int]:
-        return func.coalesce(messages.question_id, messages.id)
-
-    def usable(messages: Any) -> ColumnElement[bool]:
-        bound = or_(anchor(messages) < upto, messages.id == upto) if upto is not None else true()
-        return and_(
-            messages.kind == MessageKind.CHAT,
-            or_(
-                messages.role == USER,
-                and_(
-                    messages.role == ASSISTANT,
-                    messages.content != "",
-                    messages.status.in_(CONTEXT_STATUSES),
-                ),
-            ),
-            bound,
-        )
-
-    oldest = (
-        select(anchor(newer.c))
-        .where(newer.c.conversation_id == c.id, usable(newer.c))
-        .order_by(anchor(newer.c).desc(), newer.c.id.desc())
-        .limit(1)
-        .offset(limit - 1)
-        .scalar_subquery()
-    )
-    return (
-        select(
-            m.id,
-            m.conversation_id,
-            m.role,
-            m.content,
-            m.status,
-            m.telegram_chat_id,
-            m.telegram_message_id,
-            m.telegram_message_ids,
-            m.created_at,
-            m.kind,
-            m.user_id,
-            m.question_id,
-        )
-        .select_from(CONVERSATIONS.join(MESSAGES, m.conversation_id == c.id))
-        .where(c.id.in_(conversation_ids), usable(m), anchor(m) >= func.coalesce(oldest, 0))
-    )
-
-
-def _turn_position(message: StoredMessage) -> tuple[int, int]:
-    """Where ``message`` sorts in its conversation: the key of ``turn_order``, in Python."""
-    anchor = message.id if message.question_id is None else message.question_id
-    return anchor, message.id
-
-
-async def _insert_ids(
-    connection: AsyncConnection,
-    table: Table,
-    rows: Sequence[Mapping[str, object]],
-    *key: Column[Any],
-) -> dict[tuple[Any, ...], int]:
-    """Insert ``rows`` (all with the same columns) and return their new ids by ``key``.
-
-    The key columns must tell the rows apart. Matching by key, not by position, lets every
-    database take the rows in one statement: SQLite does not promise RETURNING's order,
-    and SQLAlchemy would insert row by row to keep it.
-    """
-    result = await connection.execute(insert(table).returning(table.c.id, *key), rows)
-    return {tuple(row[1:]): int(row[0]) for row in result}
-
-
-def _message_ids(ids: list[int] | None, first: int | None) -> tuple[int, ...]:
-    """The Telegram messages a stored message occupies, from its two columns."""
-    if ids:
-        return tuple(ids)
-    return () if first is None else (first,)
-
-
 def _telegram_ids(ids: Sequence[int]) -> dict[str, object]:
     """Column values for the Telegram messages an answer occupies; nothing if none given."""
     if not ids:
@@ -1729,22 +1050,4 @@ def _replacing(message_ids: Sequence[int]) -> Update:
         update(MESSAGES)
         .where(MESSAGES.c.id.in_(message_ids), MESSAGES.c.role == ASSISTANT)
         .values(status=MessageStatus.REPLACED, updated_at=utcnow())
-    )
-
-
-def _stored(row: Message | Row[Any]) -> StoredMessage:
-    """A message as the rest of the bot sees it, from an ORM object or a Core row alike."""
-    ids = _message_ids(row.telegram_message_ids, row.telegram_message_id)
-    return StoredMessage(
-        id=row.id,
-        conversation_id=row.conversation_id,
-        role=row.role,
-        content=row.content,
-        status=MessageStatus(row.status),
-        telegram_chat_id=row.telegram_chat_id,
-        telegram_message_ids=ids,
-        created_at=row.created_at,
-        kind=MessageKind(row.kind),
-        user_id=row.user_id,
-        question_id=row.question_id,
     )
