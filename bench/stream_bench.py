@@ -4,6 +4,7 @@
     python -m bench.stream_bench --chats 100 --answer-chars 600 --seconds 2
     python -m bench.stream_bench --chats 1 --repeat 5       # medians of five runs
     python -m bench.stream_bench --database postgres   # a fresh PostgreSQL database per N
+    python -m bench.stream_bench --quotas              # every request counted and reserved
 
 For each N: fresh fakes in this process (FakeTelegram enforcing Telegram's flood limits,
 FakeProvider streaming one fixed answer evenly over --seconds) and a fresh bot process
@@ -87,6 +88,7 @@ class Options:
     within: float
     logs: Path | None
     database: str
+    quotas: bool
     profile: Path | None
 
 
@@ -172,8 +174,17 @@ def peak_rss_mb(pid: int) -> float:
     return math.nan
 
 
-def write_config(path: Path, telegram: FakeTelegram, provider: FakeProvider, db: str) -> None:
-    """A bot configuration pointing at both fakes, otherwise the shipped defaults."""
+# Limits no bench run reaches: each request is still reserved, counted and settled.
+QUOTAS = {
+    "roles": {"default": {"requests_per_day": 1_000_000, "tokens_per_day": 1_000_000_000}},
+}
+
+
+def write_config(
+    path: Path, telegram: FakeTelegram, provider: FakeProvider, db: str, *, quotas: bool
+) -> None:
+    """A bot configuration pointing at both fakes, otherwise the shipped defaults (with
+    ``quotas``, limits far above what the run asks for)."""
     config = {
         "telegram": {
             "token": TOKEN,
@@ -187,6 +198,8 @@ def write_config(path: Path, telegram: FakeTelegram, provider: FakeProvider, db:
         ],
         "models": {"chat": MODEL},
     }
+    if quotas:
+        config["quotas"] = QUOTAS
     path.write_text(yaml.safe_dump(config))
 
 
@@ -321,7 +334,9 @@ async def run_one(n: int, options: Options, script: Sequence[Step], answer: str)
             FakeTelegram(token=TOKEN, flood=FLOOD) as telegram,
             FakeProvider(default=script) as provider,
         ):
-            write_config(directory / "config.yaml", telegram, provider, database)
+            write_config(
+                directory / "config.yaml", telegram, provider, database, quotas=options.quotas
+            )
             profile = None
             if options.profile is not None:
                 options.profile.mkdir(parents=True, exist_ok=True)
@@ -454,6 +469,11 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="a fresh SQLite file, or a fresh database on PostgreSQL at 127.0.0.1:5432",
     )
     parser.add_argument(
+        "--quotas",
+        action="store_true",
+        help="turn quotas on (limits no run reaches): each request reserved, counted, settled",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="profile the bot's main thread with cProfile while the messages are answered"
@@ -480,6 +500,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         within=args.within,
         logs=args.logs,
         database=args.database,
+        quotas=args.quotas,
         profile=args.profile,
     )
 
@@ -508,6 +529,7 @@ async def bench(options: Options) -> list[Row]:
     print(
         f"answer: {len(answer)} characters in {len(pieces)} chunks over {options.seconds:g} s;"
         f" flood limits enforced; {options.database} database;"
+        f"{' quotas on;' if options.quotas else ''}"
         f" {os.cpu_count()} CPUs shared by the bot and the fakes"
     )
     rows = []

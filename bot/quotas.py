@@ -217,6 +217,32 @@ def refusal(
     return max(found, key=lambda r: r.resets_at) if found else None
 
 
+def grant_in_turn(
+    asked: Sequence[tuple[Sequence[Counter], int]],
+    figures: Mapping[CounterKey, Figures],
+    now: datetime,
+) -> tuple[list[Refusal | None], dict[CounterKey, Figures]]:
+    """Decide requests asked together (counters, tokens), in order: each one against the
+    figures the requests granted before it left.
+
+    Returns each request's refusal (None: granted) and every counter's figures after the
+    granted ones, each holding one request more and its tokens reserved.
+    """
+    running = dict(figures)
+    refusals: list[Refusal | None] = []
+    for counters, tokens in asked:
+        refused = refusal(counters, running, tokens, now)
+        refusals.append(refused)
+        if refused is not None:
+            continue
+        for counter in counters:
+            before = running.get(counter.key, Figures())
+            running[counter.key] = Figures(
+                before.requests + 1, before.tokens, before.reserved + tokens
+            )
+    return refusals, running
+
+
 def completion_allowance(providers: Sequence[ProviderConfig]) -> int:
     """Tokens reserved for one answer: the most any provider may send back.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.quotas import Counter, CounterKey, Figures, Measure, Period, Refusal, Scope
@@ -152,6 +153,71 @@ async def test_many_concurrent_reservations_against_a_limit_of_k_grant_exactly_k
     assert figures[CHAT_DAY] == Figures(requests=limit, tokens=0, reserved=50 * limit)
     assert figures[USER_DAY] == Figures(requests=limit, tokens=0, reserved=50 * limit)
     assert figures[USER_MONTH] == Figures(requests=limit, tokens=0, reserved=50 * limit)
+
+
+async def test_reservations_asked_at_once_share_one_transaction(engine: AsyncEngine):
+    quotas = quotas_on(Store(engine))
+    # The first reservation also sweeps expired holds, in a transaction of its own.
+    assert isinstance(await quotas.reserve([Counter(USER_DAY)], 0), Hold)
+    commits = 0
+
+    def counted(_connection: object) -> None:
+        nonlocal commits
+        commits += 1
+
+    event.listen(engine.sync_engine, "commit", counted)
+    try:
+        outcomes = await asyncio.gather(
+            *(
+                quotas.reserve(
+                    [
+                        Counter(CounterKey(Scope.USER, user, "2026-11-30"), requests=1),
+                        Counter(CHAT_DAY, requests=20),
+                    ],
+                    100,
+                )
+                for user in range(1, 31)
+            )
+        )
+    finally:
+        event.remove(engine.sync_engine, "commit", counted)
+
+    assert commits == 1
+    granted = [o for o in outcomes if isinstance(o, Hold)]
+    assert len(granted) == 20, "the group's 20 requests, in the order they were asked"
+    assert [isinstance(o, Hold) for o in outcomes] == [True] * 20 + [False] * 10
+    assert len({hold.id for hold in granted}) == 20, "each has its own hold"
+    figures = await quotas.figures([CHAT_DAY, CounterKey(Scope.USER, 30, "2026-11-30")])
+    assert figures[CHAT_DAY] == Figures(requests=20, tokens=0, reserved=2000)
+    assert figures[CounterKey(Scope.USER, 30, "2026-11-30")] == Figures(0, 0, 0)
+    for hold in granted:
+        await quotas.settle(hold, 10)
+    assert (await quotas.figures([CHAT_DAY]))[CHAT_DAY] == Figures(20, 200, 0)
+
+
+async def test_a_reservation_whose_caller_stopped_waiting_holds_nothing(store):
+    quotas = quotas_on(store)
+    counters = [Counter(USER_DAY, requests=1000), Counter(USER_MONTH)]
+    kept = 0
+    # Cancel at many points: before its batch is decided, and while it is.
+    for attempt in range(40):
+        waiting = asyncio.ensure_future(quotas.reserve(counters, 50))
+        kept_one = asyncio.ensure_future(quotas.reserve(counters, 50))
+        for _ in range(attempt % 8):
+            await asyncio.sleep(0)
+        waiting.cancel()
+        (outcome,) = await asyncio.gather(waiting, return_exceptions=True)
+        # Decided before the cancel arrived, it is its caller's to settle: kept too.
+        kept += 1 + isinstance(outcome, Hold)
+        assert isinstance(await kept_one, Hold)
+    # A hold granted to a caller that had gone is released by the batch itself, later.
+    for _ in range(100):
+        figures = await quotas.figures([USER_DAY, USER_MONTH])
+        if figures[USER_DAY].requests == kept:
+            break
+        await asyncio.sleep(0.01)
+    assert figures[USER_DAY] == Figures(requests=kept, tokens=0, reserved=50 * kept)
+    assert figures[USER_MONTH] == Figures(requests=kept, tokens=0, reserved=50 * kept)
 
 
 async def test_concurrent_settlements_and_reservations_keep_the_counters_exact(store):

@@ -26,6 +26,7 @@ from bot.quotas import (
     completion_allowance,
     counters_for,
     exhausted,
+    grant_in_turn,
     period_end,
     period_id,
     refusal,
@@ -185,6 +186,29 @@ def test_of_several_exhausted_limits_the_one_resetting_last_is_named():
         Scope.USER, Period.MONTH, Measure.REQUESTS, 100, datetime(2026, 12, 1, tzinfo=UTC)
     )
     assert refusal(counters, {DAY: Figures(requests=4)}, 10, NOW) is None
+
+
+def test_requests_asked_together_are_decided_in_order_against_what_those_before_took():
+    group = CounterKey(Scope.CHAT, -100, DAY.period)
+    asked = [
+        ([Counter(DAY, tokens=1000), Counter(group, requests=2)], 600),
+        ([Counter(DAY, tokens=1000), Counter(group, requests=2)], 600),  # tokens left: 400
+        ([Counter(DAY, tokens=1000), Counter(group, requests=2)], 600),  # none left
+        ([Counter(MONTH), Counter(group, requests=2)], 0),  # the group's 2 requests are used
+    ]
+
+    refusals, after = grant_in_turn(asked, {DAY: Figures(tokens=0)}, NOW)
+
+    assert refusals[:2] == [None, None]
+    assert refusals[2] is not None
+    assert (refusals[2].scope, refusals[2].measure) == (Scope.USER, Measure.TOKENS)
+    assert refusals[3] is not None
+    assert (refusals[3].scope, refusals[3].measure) == (Scope.CHAT, Measure.REQUESTS)
+    # The refused ones changed nothing.
+    assert after == {
+        DAY: Figures(requests=2, tokens=0, reserved=1200),
+        group: Figures(requests=2, tokens=0, reserved=1200),
+    }
 
 
 # --- words -----------------------------------------------------------------------------------

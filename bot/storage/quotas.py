@@ -1,11 +1,12 @@
 """Quota counters in the database: reserve, settle, release, expire, and the /usage figures.
 
-A reservation is one transaction: the counters' rows are created if missing (INSERT … ON
-CONFLICT DO NOTHING), then each is updated only if it still has room (a conditional UPDATE
-whose WHERE is ``bot.quotas.exhausted`` in SQL). If any has none, the whole transaction
-rolls back: a request holds all its counters or none. Rows are always touched in
-``lock_order``, so concurrent reservations, settlements and expiries never deadlock on
-PostgreSQL; on SQLite the Store's write turn serialises them.
+Reservations asked at the same moment (a burst of messages) are decided together, in one
+transaction: the counters' rows are created if missing (INSERT … ON CONFLICT DO NOTHING),
+read under lock (FOR UPDATE on PostgreSQL; on SQLite the Store's write turn and the
+database's write lock), decided in order by ``bot.quotas.grant_in_turn``, and the granted
+ones added in one UPDATE per counter. A request holds all its counters or none. Rows are
+always locked in ``lock_order``, so concurrent reservations, settlements and expiries never
+deadlock on PostgreSQL.
 
 What can still go over a token limit: an answer may use more than its reservation (the
 prompt estimate runs short of the provider's count, or a provider without ``max_tokens``
@@ -14,13 +15,14 @@ answers at length), and every answer in flight may do so. Request limits are exa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Insert, delete, func, insert, select, update
+from sqlalchemy import CursorResult, Insert, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,8 +33,8 @@ from bot.quotas import (
     Ranked,
     Refusal,
     Scope,
+    grant_in_turn,
     lock_order,
-    refusal,
 )
 from bot.storage.models import CHATS, QUOTA_HOLDS, QUOTA_USAGE, utcnow
 from bot.storage.store import Store
@@ -42,9 +44,9 @@ logger = logging.getLogger(__name__)
 
 # Expired holds are looked for at most this often by one process.
 EXPIRY_SWEEP_SECONDS = 60.0
-# A refusal is worked out after the failed UPDATE; should the rows have changed in between
-# (another answer settled), the reservation is tried again, at most this many times.
-RESERVE_ATTEMPTS = 3
+# Reservations decided in one transaction at most: their counters' keys are bound
+# parameters of one statement, well within SQLite's and PostgreSQL's limits.
+RESERVE_BATCH = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +62,13 @@ class Hold:
     tokens: int
 
 
-class _NoRoom(Exception):
-    """A counter has no room for the request: rolls its reservation back."""
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """A reservation waiting for the next batch: counters in ``lock_order``, and its caller."""
+
+    counters: tuple[Counter, ...]
+    tokens: int
+    done: asyncio.Future[Hold | Refusal]
 
 
 class QuotaStore:
@@ -78,24 +85,68 @@ class QuotaStore:
         self._hold_for = hold_for
         self._clock = clock
         self._last_sweep: datetime | None = None
+        # Reservations waiting for the next batch, and the task deciding them.
+        self._asked: list[_Asked] = []
+        self._reserver: asyncio.Task[None] | None = None
 
     async def reserve(self, counters: Sequence[Counter], tokens: int) -> Hold | Refusal:
-        """Take one request and ``tokens`` on every counter, or nothing and say why."""
+        """Take one request and ``tokens`` on every counter, or nothing and say why.
+
+        Reservations asked meanwhile share one transaction; each is decided as if alone,
+        in the order they were asked.
+        """
+        await self._sweep_if_due(self._clock())
+        ordered = tuple(sorted(counters, key=lambda counter: lock_order(counter.key)))
+        if not ordered:
+            return Hold(None, (), tokens)
+        asked = _Asked(ordered, tokens, asyncio.get_running_loop().create_future())
+        self._asked.append(asked)
+        if self._reserver is None:
+            self._reserver = asyncio.create_task(self._reserve_asked(), name="quota-reserve")
+        return await asked.done
+
+    async def _reserve_asked(self) -> None:
+        """Decide the waiting reservations, a batch per transaction, until none wait."""
+        batch: list[_Asked] = []
+        try:
+            while self._asked:
+                batch, self._asked = self._asked[:RESERVE_BATCH], self._asked[RESERVE_BATCH:]
+                # A caller that stopped waiting (cancelled) is not reserved for.
+                await self._reserve_batch([asked for asked in batch if not asked.done.done()])
+        except BaseException:
+            # Cancelled (the loop is closing): nobody may wait forever for a reservation.
+            for asked in (*batch, *self._asked):
+                asked.done.cancel()
+            self._asked = []
+            raise
+        finally:
+            self._reserver = None
+
+    async def _reserve_batch(self, batch: Sequence[_Asked]) -> None:
+        """Decide ``batch`` in one transaction; if that fails, each alone, so that an error
+        reaches only the reservation it belongs to."""
+        if not batch:
+            return
         now = self._clock()
-        await self._sweep_if_due(now)
-        ordered = sorted(counters, key=lambda counter: lock_order(counter.key))
-        for _ in range(RESERVE_ATTEMPTS):
-            try:
-                async with self._store.transaction() as connection:
-                    return await _reserve(connection, ordered, tokens, now, now + self._hold_for)
-            except _NoRoom:
-                # Read after the rollback: inside, the counters updated before the full one
-                # would count this request already.
-                figures = await self.figures([counter.key for counter in ordered])
-                refused = refusal(ordered, figures, tokens, now)
-                if refused is not None:
-                    return refused
-        raise RuntimeError("quota counters kept changing during a reservation")
+        outcomes: Sequence[Hold | Refusal | Exception]
+        try:
+            async with self._store.transaction() as connection:
+                outcomes = await _reserve_all(connection, batch, now, now + self._hold_for)
+        except Exception as exc:
+            if len(batch) > 1:
+                for asked in batch:
+                    await self._reserve_batch([asked])
+                return
+            outcomes = [exc]
+        for asked, outcome in zip(batch, outcomes, strict=True):
+            if not asked.done.done():
+                if isinstance(outcome, Exception):
+                    asked.done.set_exception(outcome)
+                else:
+                    asked.done.set_result(outcome)
+            elif isinstance(outcome, Hold):
+                # Its caller stopped waiting while it was decided: nothing will settle it.
+                await self.release(outcome)
 
     async def settle(self, hold: Hold, tokens: int) -> None:
         """The answer is done: count the ``tokens`` it used and drop its reservation."""
@@ -206,57 +257,106 @@ class QuotaStore:
             ]
 
 
-async def _reserve(
-    connection: AsyncConnection,
-    counters: Sequence[Counter],
-    tokens: int,
-    now: datetime,
-    expires_at: datetime,
-) -> Hold:
-    """The statements of one reservation; raises ``_NoRoom`` to roll it back."""
-    if not counters:
-        return Hold(None, (), tokens)
-    rows = [
-        {
-            "scope": counter.key.scope,
-            "subject": counter.key.subject,
-            "period": counter.key.period,
-            "requests": 0,
-            "tokens": 0,
-            "reserved": 0,
-            "updated_at": now,
-        }
-        for counter in counters
-    ]
-    await connection.execute(_insert_missing(connection), rows)
-    u = QUOTA_USAGE.c
-    for counter in counters:
-        # The SQL of ``bot.quotas.exhausted``: room for a request, tokens left if it needs any.
-        room = list(_key_is(counter.key))
-        if counter.requests:
-            room.append(u.requests + 1 <= counter.requests)
-        if counter.tokens and tokens > 0:
-            room.append(u.tokens + u.reserved < counter.tokens)
-        result = await connection.execute(
-            update(QUOTA_USAGE)
-            .where(*room)
-            .values(requests=u.requests + 1, reserved=u.reserved + tokens, updated_at=now)
-        )
-        if cast("CursorResult[Any]", result).rowcount == 0:
-            raise _NoRoom(counter.key)
-    keys = tuple(counter.key for counter in counters)
-    if tokens <= 0:
-        return Hold(None, keys, tokens)
-    hold_id = await connection.scalar(
-        insert(QUOTA_HOLDS)
-        .values(
-            tokens=tokens,
-            counters=[[key.scope.value, key.subject, key.period] for key in keys],
-            expires_at=expires_at,
-        )
-        .returning(QUOTA_HOLDS.c.id)
+async def _reserve_all(
+    connection: AsyncConnection, batch: Sequence[_Asked], now: datetime, expires_at: datetime
+) -> list[Hold | Refusal]:
+    """The statements of a batch of reservations, in the caller's transaction."""
+    keys = sorted({counter.key for asked in batch for counter in asked.counters}, key=lock_order)
+    await connection.execute(_insert_missing(connection), [_new_row(key, now) for key in keys])
+    before = await _locked_figures(connection, keys)
+    refusals, after = grant_in_turn(
+        [(asked.counters, asked.tokens) for asked in batch], before, now
     )
-    return Hold(hold_id, keys, tokens)
+    added = [
+        {
+            "b_scope": key.scope.value,
+            "b_subject": key.subject,
+            "b_period": key.period,
+            "b_requests": after[key].requests - before[key].requests,
+            "b_reserved": after[key].reserved - before[key].reserved,
+        }
+        for key in keys
+        if after[key] != before[key]
+    ]
+    if added:
+        u = QUOTA_USAGE.c
+        await connection.execute(
+            update(QUOTA_USAGE)
+            .where(
+                u.scope == bindparam("b_scope"),
+                u.subject == bindparam("b_subject"),
+                u.period == bindparam("b_period"),
+            )
+            .values(
+                requests=u.requests + bindparam("b_requests"),
+                reserved=u.reserved + bindparam("b_reserved"),
+                updated_at=now,
+            ),
+            added,
+        )
+    # Only a request that holds tokens needs a hold to give them back should it never end.
+    holding = [n for n, refused in enumerate(refusals) if refused is None and batch[n].tokens > 0]
+    hold_ids: dict[int, int] = {}
+    if holding:
+        result = await connection.execute(
+            # In one statement on PostgreSQL; SQLite, which cannot say which id is whose
+            # in one, takes them row by row.
+            insert(QUOTA_HOLDS).returning(QUOTA_HOLDS.c.id, sort_by_parameter_order=True),
+            [_hold_row(batch[n], expires_at) for n in holding],
+        )
+        hold_ids = {n: int(row.id) for n, row in zip(holding, result, strict=True)}
+    return [
+        Hold(hold_ids.get(n), tuple(c.key for c in batch[n].counters), batch[n].tokens)
+        if refused is None
+        else refused
+        for n, refused in enumerate(refusals)
+    ]
+
+
+def _hold_row(asked: _Asked, expires_at: datetime) -> dict[str, object]:
+    """The stored hold of a granted reservation: its tokens, on which counters, until when."""
+    return {
+        "tokens": asked.tokens,
+        "counters": [[c.key.scope.value, c.key.subject, c.key.period] for c in asked.counters],
+        "expires_at": expires_at,
+    }
+
+
+def _new_row(key: CounterKey, now: datetime) -> dict[str, object]:
+    """A counter's row as it starts: nothing used."""
+    return {
+        "scope": key.scope,
+        "subject": key.subject,
+        "period": key.period,
+        "requests": 0,
+        "tokens": 0,
+        "reserved": 0,
+        "updated_at": now,
+    }
+
+
+async def _locked_figures(
+    connection: AsyncConnection, keys: Sequence[CounterKey]
+) -> dict[CounterKey, Figures]:
+    """The figures of these counters (their rows exist), locked until the transaction ends.
+
+    PostgreSQL locks the rows in the order they are sorted, which is ``lock_order``.
+    """
+    u = QUOTA_USAGE.c
+    query = select(u.scope, u.subject, u.period, u.requests, u.tokens, u.reserved).where(
+        tuple_(u.scope, u.subject, u.period).in_(
+            [(key.scope.value, key.subject, key.period) for key in keys]
+        )
+    )
+    if connection.dialect.name == "postgresql":
+        query = query.order_by(u.scope == Scope.CHAT.value, u.subject, u.period).with_for_update()
+    rows = await connection.execute(query)
+    return {
+        CounterKey(Scope(row.scope), row.subject, row.period): Figures(
+            row.requests, row.tokens, row.reserved
+        )
+        for row in rows
+    }
 
 
 def _insert_missing(connection: AsyncConnection) -> Insert:
