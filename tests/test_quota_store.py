@@ -157,8 +157,10 @@ async def test_many_concurrent_reservations_against_a_limit_of_k_grant_exactly_k
 
 async def test_reservations_asked_at_once_share_one_transaction(engine: AsyncEngine):
     quotas = quotas_on(Store(engine))
-    # The first reservation also sweeps expired holds, in a transaction of its own.
-    assert isinstance(await quotas.reserve([Counter(USER_DAY)], 0), Hold)
+    # The first reservation also sweeps expired holds, in a transaction of its own; its
+    # hold is there before the others'.
+    first = await quotas.reserve([Counter(USER_DAY)], 5)
+    assert isinstance(first, Hold)
     commits = 0
 
     def counted(_connection: object) -> None:
@@ -186,13 +188,15 @@ async def test_reservations_asked_at_once_share_one_transaction(engine: AsyncEng
     granted = [o for o in outcomes if isinstance(o, Hold)]
     assert len(granted) == 20, "the group's 20 requests, in the order they were asked"
     assert [isinstance(o, Hold) for o in outcomes] == [True] * 20 + [False] * 10
-    assert len({hold.id for hold in granted}) == 20, "each has its own hold"
+    assert len({hold.id for hold in granted} | {first.id}) == 21, "each has its own hold"
     figures = await quotas.figures([CHAT_DAY, CounterKey(Scope.USER, 30, "2026-11-30")])
     assert figures[CHAT_DAY] == Figures(requests=20, tokens=0, reserved=2000)
     assert figures[CounterKey(Scope.USER, 30, "2026-11-30")] == Figures(0, 0, 0)
     for hold in granted:
         await quotas.settle(hold, 10)
     assert (await quotas.figures([CHAT_DAY]))[CHAT_DAY] == Figures(20, 200, 0)
+    await quotas.settle(first, 1)
+    assert (await quotas.figures([USER_DAY]))[USER_DAY] == Figures(1, 1, 0)
 
 
 async def test_a_reservation_whose_caller_stopped_waiting_holds_nothing(store):

@@ -298,19 +298,34 @@ async def _reserve_all(
     holding = [n for n, refused in enumerate(refusals) if refused is None and batch[n].tokens > 0]
     hold_ids: dict[int, int] = {}
     if holding:
-        result = await connection.execute(
-            # In one statement on PostgreSQL; SQLite, which cannot say which id is whose
-            # in one, takes them row by row.
-            insert(QUOTA_HOLDS).returning(QUOTA_HOLDS.c.id, sort_by_parameter_order=True),
-            [_hold_row(batch[n], expires_at) for n in holding],
-        )
-        hold_ids = {n: int(row.id) for n, row in zip(holding, result, strict=True)}
+        rows = [_hold_row(batch[n], expires_at) for n in holding]
+        hold_ids = dict(zip(holding, await _insert_holds(connection, rows), strict=True))
     return [
         Hold(hold_ids.get(n), tuple(c.key for c in batch[n].counters), batch[n].tokens)
         if refused is None
         else refused
         for n, refused in enumerate(refusals)
     ]
+
+
+async def _insert_holds(
+    connection: AsyncConnection, rows: Sequence[dict[str, object]]
+) -> list[int]:
+    """Insert holds in one statement; their ids, in the order of ``rows``."""
+    if connection.dialect.name != "sqlite":
+        result = await connection.execute(
+            insert(QUOTA_HOLDS).returning(QUOTA_HOLDS.c.id, sort_by_parameter_order=True), rows
+        )
+        return [int(row.id) for row in result]
+    # SQLite cannot say which returned id is whose (SQLAlchemy would insert row by row), so
+    # the ids are chosen here: the transaction holds the database's write lock since its
+    # first INSERT, so nobody else takes an id meanwhile.
+    last = await connection.scalar(select(func.coalesce(func.max(QUOTA_HOLDS.c.id), 0)))
+    ids = list(range(int(last or 0) + 1, int(last or 0) + 1 + len(rows)))
+    await connection.execute(
+        insert(QUOTA_HOLDS), [{"id": id_, **row} for id_, row in zip(ids, rows, strict=True)]
+    )
+    return ids
 
 
 def _hold_row(asked: _Asked, expires_at: datetime) -> dict[str, object]:
