@@ -155,7 +155,7 @@ async def test_many_concurrent_reservations_against_a_limit_of_k_grant_exactly_k
     assert figures[USER_MONTH] == Figures(requests=limit, tokens=0, reserved=50 * limit)
 
 
-async def test_reservations_asked_at_once_share_one_transaction(engine: AsyncEngine):
+async def test_reservations_and_settlements_made_at_once_share_one_transaction(engine: AsyncEngine):
     quotas = quotas_on(Store(engine))
     # The first reservation also sweeps expired holds, in a transaction of its own; its
     # hold is there before the others'.
@@ -184,7 +184,7 @@ async def test_reservations_asked_at_once_share_one_transaction(engine: AsyncEng
     finally:
         event.remove(engine.sync_engine, "commit", counted)
 
-    assert commits == 1
+    assert commits == 1, "one transaction for the burst"
     granted = [o for o in outcomes if isinstance(o, Hold)]
     assert len(granted) == 20, "the group's 20 requests, in the order they were asked"
     assert [isinstance(o, Hold) for o in outcomes] == [True] * 20 + [False] * 10
@@ -192,9 +192,21 @@ async def test_reservations_asked_at_once_share_one_transaction(engine: AsyncEng
     figures = await quotas.figures([CHAT_DAY, CounterKey(Scope.USER, 30, "2026-11-30")])
     assert figures[CHAT_DAY] == Figures(requests=20, tokens=0, reserved=2000)
     assert figures[CounterKey(Scope.USER, 30, "2026-11-30")] == Figures(0, 0, 0)
-    for hold in granted:
-        await quotas.settle(hold, 10)
-    assert (await quotas.figures([CHAT_DAY]))[CHAT_DAY] == Figures(20, 200, 0)
+    commits = 0
+    event.listen(engine.sync_engine, "commit", counted)
+    try:
+        # Answers ending together: settled (or given back) in one transaction too.
+        await asyncio.gather(
+            *(quotas.settle(hold, 10) for hold in granted[:15]),
+            *(quotas.release(hold) for hold in granted[15:]),
+        )
+    finally:
+        event.remove(engine.sync_engine, "commit", counted)
+    assert commits == 1
+    assert (await quotas.figures([CHAT_DAY]))[CHAT_DAY] == Figures(15, 150, 0)
+    assert (await quotas.figures([CounterKey(Scope.USER, 20, "2026-11-30")]))[
+        CounterKey(Scope.USER, 20, "2026-11-30")
+    ] == Figures(0, 0, 0), "the given-back request is not counted"
     await quotas.settle(first, 1)
     assert (await quotas.figures([USER_DAY]))[USER_DAY] == Figures(1, 1, 0)
 

@@ -15,14 +15,13 @@ answers at length), and every answer in flight may do so. Request limits are exa
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Insert, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Insert, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -36,6 +35,7 @@ from bot.quotas import (
     grant_in_turn,
     lock_order,
 )
+from bot.storage.batches import Batches
 from bot.storage.models import CHATS, QUOTA_HOLDS, QUOTA_USAGE, utcnow
 from bot.storage.store import Store
 
@@ -44,9 +44,9 @@ logger = logging.getLogger(__name__)
 
 # Expired holds are looked for at most this often by one process.
 EXPIRY_SWEEP_SECONDS = 60.0
-# Reservations decided in one transaction at most: their counters' keys are bound
-# parameters of one statement, well within SQLite's and PostgreSQL's limits.
-RESERVE_BATCH = 200
+# Reservations (or settlements) in one transaction at most: their counters' keys are
+# bound parameters of one statement, well within SQLite's and PostgreSQL's limits.
+BATCH = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +64,21 @@ class Hold:
 
 @dataclass(frozen=True, slots=True)
 class _Asked:
-    """A reservation waiting for the next batch: counters in ``lock_order``, and its caller."""
+    """A reservation waiting for its batch: one request and ``tokens`` on these counters,
+    in ``lock_order``."""
 
     counters: tuple[Counter, ...]
     tokens: int
-    done: asyncio.Future[Hold | Refusal]
+
+
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    """A hold waiting for its batch to end it: ``used`` tokens counted, ``refund`` requests
+    given back."""
+
+    hold: Hold
+    used: int
+    refund: int
 
 
 class QuotaStore:
@@ -85,9 +95,12 @@ class QuotaStore:
         self._hold_for = hold_for
         self._clock = clock
         self._last_sweep: datetime | None = None
-        # Reservations waiting for the next batch, and the task deciding them.
-        self._asked: list[_Asked] = []
-        self._reserver: asyncio.Task[None] | None = None
+        self._reservations: Batches[_Asked, Hold | Refusal] = Batches(
+            self._reserve_batch, most=BATCH, name="quota-reserve", orphaned=self._give_back
+        )
+        self._endings: Batches[_Ending, None] = Batches(
+            self._end_batch, most=BATCH, name="quota-end"
+        )
 
     async def reserve(self, counters: Sequence[Counter], tokens: int) -> Hold | Refusal:
         """Take one request and ``tokens`` on every counter, or nothing and say why.
@@ -99,86 +112,30 @@ class QuotaStore:
         ordered = tuple(sorted(counters, key=lambda counter: lock_order(counter.key)))
         if not ordered:
             return Hold(None, (), tokens)
-        asked = _Asked(ordered, tokens, asyncio.get_running_loop().create_future())
-        self._asked.append(asked)
-        if self._reserver is None:
-            self._reserver = asyncio.create_task(self._reserve_asked(), name="quota-reserve")
-        return await asked.done
+        return await self._reservations(_Asked(ordered, tokens))
 
-    async def _reserve_asked(self) -> None:
-        """Decide the waiting reservations, a batch per transaction, until none wait."""
-        batch: list[_Asked] = []
-        try:
-            while self._asked:
-                batch, self._asked = self._asked[:RESERVE_BATCH], self._asked[RESERVE_BATCH:]
-                # A caller that stopped waiting (cancelled) is not reserved for.
-                await self._reserve_batch([asked for asked in batch if not asked.done.done()])
-        except BaseException:
-            # Cancelled (the loop is closing): nobody may wait forever for a reservation.
-            for asked in (*batch, *self._asked):
-                asked.done.cancel()
-            self._asked = []
-            raise
-        finally:
-            self._reserver = None
-
-    async def _reserve_batch(self, batch: Sequence[_Asked]) -> None:
-        """Decide ``batch`` in one transaction; if that fails, each alone, so that an error
-        reaches only the reservation it belongs to."""
-        if not batch:
-            return
+    async def _reserve_batch(self, batch: Sequence[_Asked]) -> list[Hold | Refusal]:
         now = self._clock()
-        outcomes: Sequence[Hold | Refusal | Exception]
-        try:
-            async with self._store.transaction() as connection:
-                outcomes = await _reserve_all(connection, batch, now, now + self._hold_for)
-        except Exception as exc:
-            if len(batch) > 1:
-                for asked in batch:
-                    await self._reserve_batch([asked])
-                return
-            outcomes = [exc]
-        for asked, outcome in zip(batch, outcomes, strict=True):
-            if not asked.done.done():
-                if isinstance(outcome, Exception):
-                    asked.done.set_exception(outcome)
-                else:
-                    asked.done.set_result(outcome)
-            elif isinstance(outcome, Hold):
-                # Its caller stopped waiting while it was decided: nothing will settle it.
-                await self.release(outcome)
+        async with self._store.transaction() as connection:
+            return await _reserve_all(connection, batch, now, now + self._hold_for)
+
+    async def _give_back(self, outcome: Hold | Refusal) -> None:
+        """A reservation granted after its caller stopped waiting: nothing will settle it."""
+        if isinstance(outcome, Hold):
+            await self.release(outcome)
 
     async def settle(self, hold: Hold, tokens: int) -> None:
         """The answer is done: count the ``tokens`` it used and drop its reservation."""
-        await self._finish(hold, used=tokens, refund=0)
+        await self._endings(_Ending(hold, used=tokens, refund=0))
 
     async def release(self, hold: Hold) -> None:
         """The request came to nothing: give back the request and its reservation."""
-        await self._finish(hold, used=0, refund=1)
+        await self._endings(_Ending(hold, used=0, refund=1))
 
-    async def _finish(self, hold: Hold, *, used: int, refund: int) -> None:
+    async def _end_batch(self, batch: Sequence[_Ending]) -> list[None]:
         async with self._store.transaction() as connection:
-            held = 0
-            if hold.id is not None:
-                deleted = await connection.execute(
-                    delete(QUOTA_HOLDS).where(QUOTA_HOLDS.c.id == hold.id)
-                )
-                # Gone: it expired, and its tokens were released then.
-                held = hold.tokens if cast("CursorResult[Any]", deleted).rowcount else 0
-            if not (held or used or refund):
-                return
-            u = QUOTA_USAGE.c
-            for key in sorted(hold.keys, key=lock_order):
-                await connection.execute(
-                    update(QUOTA_USAGE)
-                    .where(*_key_is(key))
-                    .values(
-                        requests=u.requests - refund,
-                        tokens=u.tokens + used,
-                        reserved=u.reserved - held,
-                        updated_at=self._clock(),
-                    )
-                )
+            await _end_all(connection, batch, self._clock())
+        return [None] * len(batch)
 
     async def expire_holds(self) -> int:
         """Release the holds whose answers never settled (their process died); how many."""
@@ -195,12 +152,11 @@ class QuotaStore:
                 expired += 1
                 for key in _keys(row.counters):
                     released[key] = released.get(key, 0) + row.tokens
-            for key in sorted(released, key=lock_order):
-                await connection.execute(
-                    update(QUOTA_USAGE)
-                    .where(*_key_is(key))
-                    .values(reserved=QUOTA_USAGE.c.reserved - released[key], updated_at=now)
-                )
+            await _add(
+                connection,
+                {key: Figures(reserved=-tokens) for key, tokens in released.items()},
+                now,
+            )
         if expired:
             logger.warning("released %d quota holds left by answers that never finished", expired)
         return expired
@@ -263,37 +219,23 @@ async def _reserve_all(
     """The statements of a batch of reservations, in the caller's transaction."""
     keys = sorted({counter.key for asked in batch for counter in asked.counters}, key=lock_order)
     await connection.execute(_insert_missing(connection), [_new_row(key, now) for key in keys])
-    before = await _locked_figures(connection, keys)
+    before = await _figures(connection, keys, lock=True)
     refusals, after = grant_in_turn(
         [(asked.counters, asked.tokens) for asked in batch], before, now
     )
-    added = [
+    await _add(
+        connection,
         {
-            "b_scope": key.scope.value,
-            "b_subject": key.subject,
-            "b_period": key.period,
-            "b_requests": after[key].requests - before[key].requests,
-            "b_reserved": after[key].reserved - before[key].reserved,
-        }
-        for key in keys
-        if after[key] != before[key]
-    ]
-    if added:
-        u = QUOTA_USAGE.c
-        await connection.execute(
-            update(QUOTA_USAGE)
-            .where(
-                u.scope == bindparam("b_scope"),
-                u.subject == bindparam("b_subject"),
-                u.period == bindparam("b_period"),
+            key: Figures(
+                after[key].requests - before[key].requests,
+                0,
+                after[key].reserved - before[key].reserved,
             )
-            .values(
-                requests=u.requests + bindparam("b_requests"),
-                reserved=u.reserved + bindparam("b_reserved"),
-                updated_at=now,
-            ),
-            added,
-        )
+            for key in keys
+            if after[key] != before[key]
+        },
+        now,
+    )
     # Only a request that holds tokens needs a hold to give them back should it never end.
     holding = [n for n, refused in enumerate(refusals) if refused is None and batch[n].tokens > 0]
     hold_ids: dict[int, int] = {}
@@ -337,6 +279,61 @@ def _hold_row(asked: _Asked, expires_at: datetime) -> dict[str, object]:
     }
 
 
+async def _end_all(connection: AsyncConnection, batch: Sequence[_Ending], now: datetime) -> None:
+    """The statements of a batch of settlements and releases, in the caller's transaction."""
+    ids = [ending.hold.id for ending in batch if ending.hold.id is not None]
+    kept: set[int] = set()
+    if ids:
+        deleted = await connection.execute(
+            delete(QUOTA_HOLDS).where(QUOTA_HOLDS.c.id.in_(ids)).returning(QUOTA_HOLDS.c.id)
+        )
+        kept = {int(row.id) for row in deleted}
+    added: dict[CounterKey, Figures] = {}
+    for ending in batch:
+        # A hold gone from the table expired, and its tokens were released then.
+        held = ending.hold.tokens if ending.hold.id in kept else 0
+        for key in ending.hold.keys:
+            sum_ = added.get(key, Figures())
+            added[key] = Figures(
+                sum_.requests - ending.refund, sum_.tokens + ending.used, sum_.reserved - held
+            )
+    await _add(connection, {key: sum_ for key, sum_ in added.items() if sum_ != Figures()}, now)
+
+
+async def _add(
+    connection: AsyncConnection, added: Mapping[CounterKey, Figures], now: datetime
+) -> None:
+    """Add these figures to their counters (negative ones take away), in ``lock_order``."""
+    if not added:
+        return
+    u = QUOTA_USAGE.c
+    await connection.execute(
+        update(QUOTA_USAGE)
+        .where(
+            u.scope == bindparam("b_scope"),
+            u.subject == bindparam("b_subject"),
+            u.period == bindparam("b_period"),
+        )
+        .values(
+            requests=u.requests + bindparam("b_requests"),
+            tokens=u.tokens + bindparam("b_tokens"),
+            reserved=u.reserved + bindparam("b_reserved"),
+            updated_at=now,
+        ),
+        [
+            {
+                "b_scope": key.scope.value,
+                "b_subject": key.subject,
+                "b_period": key.period,
+                "b_requests": added[key].requests,
+                "b_tokens": added[key].tokens,
+                "b_reserved": added[key].reserved,
+            }
+            for key in sorted(added, key=lock_order)
+        ],
+    )
+
+
 def _new_row(key: CounterKey, now: datetime) -> dict[str, object]:
     """A counter's row as it starts: nothing used."""
     return {
@@ -350,20 +347,24 @@ def _new_row(key: CounterKey, now: datetime) -> dict[str, object]:
     }
 
 
-async def _locked_figures(
-    connection: AsyncConnection, keys: Sequence[CounterKey]
+async def _figures(
+    connection: AsyncConnection, keys: Sequence[CounterKey], *, lock: bool = False
 ) -> dict[CounterKey, Figures]:
-    """The figures of these counters (their rows exist), locked until the transaction ends.
+    """The figures of these counters (a counter never used has none); with ``lock``, locked
+    until the transaction ends.
 
-    PostgreSQL locks the rows in the order they are sorted, which is ``lock_order``.
+    PostgreSQL locks the rows in the order they are sorted, which is ``lock_order``; on
+    SQLite the transaction's write lock covers them.
     """
+    if not keys:
+        return {}
     u = QUOTA_USAGE.c
     query = select(u.scope, u.subject, u.period, u.requests, u.tokens, u.reserved).where(
         tuple_(u.scope, u.subject, u.period).in_(
             [(key.scope.value, key.subject, key.period) for key in keys]
         )
     )
-    if connection.dialect.name == "postgresql":
+    if lock and connection.dialect.name == "postgresql":
         query = query.order_by(u.scope == Scope.CHAT.value, u.subject, u.period).with_for_update()
     rows = await connection.execute(query)
     return {
@@ -381,25 +382,6 @@ def _insert_missing(connection: AsyncConnection) -> Insert:
         index_elements=[QUOTA_USAGE.c.scope, QUOTA_USAGE.c.subject, QUOTA_USAGE.c.period]
     )
     return cast("Insert", statement)
-
-
-async def _figures(
-    connection: AsyncConnection, keys: Sequence[CounterKey]
-) -> dict[CounterKey, Figures]:
-    figures: dict[CounterKey, Figures] = {}
-    u = QUOTA_USAGE.c
-    for key in keys:
-        row = (
-            await connection.execute(select(u.requests, u.tokens, u.reserved).where(*_key_is(key)))
-        ).first()
-        if row is not None:
-            figures[key] = Figures(row.requests, row.tokens, row.reserved)
-    return figures
-
-
-def _key_is(key: CounterKey) -> tuple[Any, ...]:
-    u = QUOTA_USAGE.c
-    return (u.scope == key.scope.value, u.subject == key.subject, u.period == key.period)
 
 
 def _keys(stored: list[list[Any]]) -> list[CounterKey]:
