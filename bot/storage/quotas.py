@@ -3,9 +3,10 @@
 Reservations asked at the same moment (a burst of messages) are decided together, in one
 transaction: the counters' rows are created if missing (INSERT … ON CONFLICT DO NOTHING),
 read under lock (FOR UPDATE on PostgreSQL; on SQLite the Store's write turn and the
-database's write lock), decided in order by ``bot.quotas.grant_in_turn``, and the granted
-ones added in one UPDATE per counter. A request holds all its counters or none. Rows are
-always locked in ``lock_order``, so concurrent reservations, settlements and expiries never
+database's write lock), decided in order by ``bot.quotas.grant_in_turn``, and what the
+granted ones take added in one statement. A request holds all its counters or none.
+Settlements and releases made at once share a transaction the same way. Rows are always
+locked in ``lock_order``, so concurrent reservations, settlements and expiries never
 deadlock on PostgreSQL.
 
 What can still go over a token limit: an answer may use more than its reservation (the
