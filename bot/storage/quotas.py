@@ -263,8 +263,9 @@ async def _insert_holds(
     # SQLite cannot say which returned id is whose (SQLAlchemy would insert row by row), so
     # the ids are chosen here: the transaction holds the database's write lock since its
     # first INSERT, so nobody else takes an id meanwhile.
-    last = await connection.scalar(select(func.coalesce(func.max(QUOTA_HOLDS.c.id), 0)))
-    ids = list(range(int(last or 0) + 1, int(last or 0) + 1 + len(rows)))
+    biggest = select(func.coalesce(func.max(QUOTA_HOLDS.c.id), 0))
+    first = int((await connection.execute(biggest)).scalar_one()) + 1
+    ids = list(range(first, first + len(rows)))
     await connection.execute(
         insert(QUOTA_HOLDS), [{"id": id_, **row} for id_, row in zip(ids, rows, strict=True)]
     )
