@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.storage.models import CONVERSATIONS, MESSAGES
@@ -39,8 +50,9 @@ async def histories(
     for limit, conversation_ids in by_limit.items():
         for first in range(0, len(conversation_ids), HISTORIES_PER_STATEMENT):
             chunk = conversation_ids[first : first + HISTORIES_PER_STATEMENT]
-            statement = _history_statement(chunk, limit, upto)
-            for row in await connection.execute(statement):
+            parameters = {"conversation_ids": chunk, "skip": limit - 1, "upto": upto}
+            rows = await connection.execute(_history_statement(upto is not None), parameters)
+            for row in rows:
                 histories.setdefault(row.conversation_id, []).append(stored_message(row))
     for conversation_id, history in histories.items():
         history.sort(key=_turn_position)
@@ -48,17 +60,19 @@ async def histories(
     return histories
 
 
-def _history_statement(
-    conversation_ids: Sequence[int], limit: int, upto: int | None
-) -> Select[Any]:
-    """The newest ``limit`` turns' usable chat messages of each of these conversations.
+@cache
+def _history_statement(bounded: bool) -> Select[Any]:
+    """The newest turns' usable chat messages of the conversations ``conversation_ids``.
 
+    From each conversation the newest ``skip`` + 1 turns, and with ``bounded`` only those up
+    to the user's message ``upto``. Built once: building it anew cost more than running it.
     Its shape is the same however many conversations it reads (their ids are one expanding
     parameter), so it is compiled once, not once per burst size. Per conversation, a
-    correlated subquery finds where the ``limit``-th newest usable message sorts
+    correlated subquery finds where the newest (``skip`` + 1)-th usable message sorts
     (``turn_order``); the messages from there on are one range scan of the order index.
     That may bring a few answers more of the oldest turn; ``histories`` trims them.
     """
+    upto: BindParameter[int] = bindparam("upto")
     m, c = MESSAGES.c, CONVERSATIONS.c
     newer = MESSAGES.alias("newer")
 
@@ -66,7 +80,7 @@ def _history_statement(
         return func.coalesce(messages.question_id, messages.id)
 
     def usable(messages: Any) -> ColumnElement[bool]:
-        bound = or_(anchor(messages) < upto, messages.id == upto) if upto is not None else true()
+        bound = or_(anchor(messages) < upto, messages.id == upto) if bounded else true()
         return and_(
             messages.kind == MessageKind.CHAT,
             or_(
@@ -85,7 +99,7 @@ def _history_statement(
         .where(newer.c.conversation_id == c.id, usable(newer.c))
         .order_by(anchor(newer.c).desc(), newer.c.id.desc())
         .limit(1)
-        .offset(limit - 1)
+        .offset(bindparam("skip"))
         .scalar_subquery()
     )
     return (
@@ -104,7 +118,11 @@ def _history_statement(
             m.question_id,
         )
         .select_from(CONVERSATIONS.join(MESSAGES, m.conversation_id == c.id))
-        .where(c.id.in_(conversation_ids), usable(m), anchor(m) >= func.coalesce(oldest, 0))
+        .where(
+            c.id.in_(bindparam("conversation_ids", expanding=True)),
+            usable(m),
+            anchor(m) >= func.coalesce(oldest, 0),
+        )
     )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     CursorResult,
     Update,
     and_,
+    bindparam,
     insert,
     select,
     update,
@@ -528,15 +529,10 @@ class Store:
         """Save the text streamed so far (and the Telegram messages it occupies, if given)."""
         values: dict[str, object] = {"content": text, "updated_at": utcnow()}
         values.update(_telegram_ids(telegram_message_ids))
-        # Only while streaming: a late checkpoint must not overwrite the final text.
-        statement = (
-            update(MESSAGES)
-            .where(MESSAGES.c.id == message_id, MESSAGES.c.status == MessageStatus.STREAMING)
-            .values(values)
-        )
+        values["answer_id"] = message_id
 
         async def work(connection: AsyncConnection) -> None:
-            await connection.execute(statement)
+            await connection.execute(_STREAMING_ANSWER, values)
 
         await self._write_batched(work)
 
@@ -581,10 +577,10 @@ class Store:
             values["model"] = model
         if provider is not None:
             values["provider"] = provider
-        statement = update(MESSAGES).where(MESSAGES.c.id == message_id).values(values)
+        values["answer_id"] = message_id
 
         async def work(connection: AsyncConnection) -> None:
-            await connection.execute(statement)
+            await connection.execute(_ANSWER, values)
             if replaces:
                 await connection.execute(_replacing(replaces))
             if provider is not None and text and status in CONTEXT_STATUSES:
@@ -985,18 +981,7 @@ async def _update(session: AsyncSession, statement: Update) -> int:
 
 async def _drop_stale_session(connection: AsyncConnection, message_id: int, provider: str) -> None:
     """Clear the provider session of the answer's conversation unless ``provider`` owns it."""
-    # Completions and edits are not part of the conversation a provider keeps.
-    conversation_id = (
-        select(MESSAGES.c.conversation_id)
-        .where(MESSAGES.c.id == message_id, MESSAGES.c.kind == MessageKind.CHAT)
-        .scalar_subquery()
-    )
-    owner = CONVERSATIONS.c.provider_session_owner
-    await connection.execute(
-        update(CONVERSATIONS)
-        .where(CONVERSATIONS.c.id == conversation_id, owner.is_not(None), owner != provider)
-        .values(provider_session=None, provider_session_owner=None)
-    )
+    await connection.execute(_DROP_STALE_SESSION, {"answer_id": message_id, "provider": provider})
 
 
 async def _lock_chat(session: AsyncSession, chat_id: int) -> None:
@@ -1035,6 +1020,31 @@ def _settle(future: asyncio.Future[Any], outcome: object) -> None:
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
+
+
+# Statements of every answer, built once: building one anew costs more than running it.
+# Each takes the answer's id as ``answer_id`` and the columns to set as parameters.
+_ANSWER = update(MESSAGES).where(MESSAGES.c.id == bindparam("answer_id"))
+# Only while streaming: a late checkpoint must not overwrite the final text.
+_STREAMING_ANSWER = _ANSWER.where(MESSAGES.c.status == MessageStatus.STREAMING)
+
+# Completions and edits are not part of the conversation a provider keeps.
+_ANSWER_CONVERSATION = (
+    select(MESSAGES.c.conversation_id)
+    .where(MESSAGES.c.id == bindparam("answer_id"), MESSAGES.c.kind == MessageKind.CHAT)
+    .scalar_subquery()
+)
+_DROP_STALE_SESSION = (
+    update(CONVERSATIONS)
+    .where(
+        CONVERSATIONS.c.id == _ANSWER_CONVERSATION,
+        CONVERSATIONS.c.provider_session_owner.is_not(None),
+        CONVERSATIONS.c.provider_session_owner != bindparam("provider"),
+    )
+    .values(provider_session=None, provider_session_owner=None)
+)
+"""Clears the session of the conversation of the answer ``answer_id`` unless ``provider``
+owns it."""
 
 
 def _telegram_ids(ids: Sequence[int]) -> dict[str, object]:

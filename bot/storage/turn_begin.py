@@ -11,11 +11,25 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Column, Insert, Table, and_, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Column,
+    Insert,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningInsert
 
 from bot.storage.history import histories
 from bot.storage.models import CHATS, CONVERSATIONS, MESSAGES, MODEL_DEFAULTS, PERSONAS, utcnow
@@ -99,7 +113,7 @@ async def _begin_wave(
     if recorded:
         # Takes the chats' row locks (PostgreSQL) for the rest of the transaction.
         rows = [_chat_row(start, now) for start in recorded.values()]
-        await connection.execute(_upsert_chats(connection), rows)
+        await connection.execute(_upsert_chats(connection.dialect.name), rows)
     wanted = {
         (turn.start.chat_id, turn.start.telegram_message_id)
         for turn in turns
@@ -325,9 +339,10 @@ async def _insert_turns(
     return {key[0]: (question, answers[key]) for key, question in questions.items()}
 
 
-def _upsert_chats(connection: AsyncConnection) -> Insert:
+@cache
+def _upsert_chats(dialect_name: str) -> Insert:
     """Insert a chat, or update its type, title and language (None keeps the stored one)."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
     statement = dialect.insert(CHATS)
     excluded = statement.excluded
     upsert = statement.on_conflict_do_update(
@@ -397,50 +412,13 @@ async def _chat_states(
     The check counts the ``wanted`` Telegram messages (chat, message id) stored as users'
     turns; only when there is one does ``_drop_duplicates`` find out which.
     """
-    c, m = CONVERSATIONS.c, MESSAGES.c
-    stored = CONVERSATIONS.alias("stored_in")
-    default_model = (
-        select(MODEL_DEFAULTS.c.model)
-        .where(MODEL_DEFAULTS.c.capability == "chat")
-        .scalar_subquery()
-        .label("default_model")
-    )
-    # Not correlated with the rows around it, so run once (not once per conversation row);
-    # through the chats' conversations, whose index keeps it to these chats' messages.
-    stored_count = (
-        select(func.count())
-        .select_from(MESSAGES.join(stored, m.conversation_id == stored.c.id))
-        .where(
-            stored.c.chat_id.in_(chat_ids),
-            m.telegram_message_id.in_({message for _, message in wanted}),
-            tuple_(stored.c.chat_id, m.telegram_message_id).in_(wanted),
-            m.role == USER,
-        )
-        .scalar_subquery()
-        .label("stored")
-    )
     rows = await connection.execute(
-        select(
-            CHATS.c.id,
-            CHATS.c.persona,
-            PERSONAS.c.prompt,
-            CHATS.c.model,
-            default_model,
-            stored_count,
-            c.id.label("conversation_id"),
-            c.thread_id,
-            c.user_id,
-            c.persona.label("conversation_persona"),
-            c.provider_session_owner,
-            c.provider_session,
-        )
-        .select_from(
-            CHATS.outerjoin(PERSONAS, PERSONAS.c.name == CHATS.c.persona).outerjoin(
-                CONVERSATIONS, and_(c.chat_id == CHATS.c.id, c.ended_at.is_(None))
-            )
-        )
-        .where(CHATS.c.id.in_(chat_ids))
-        .order_by(c.id)
+        _chat_states_statement(),
+        {
+            "chat_ids": list(chat_ids),
+            "message_ids": list({message for _, message in wanted}),
+            "wanted": list(wanted),
+        },
     )
     choices: dict[int, ChatChoices] = {}
     conversations: dict[ConversationKey, _OpenConversation] = {}
@@ -464,6 +442,62 @@ async def _chat_states(
     return _ChatStates(choices, conversations, maybe_stored)
 
 
+@cache
+def _chat_states_statement() -> Select[Any]:
+    """``_chat_states``' statement, built once, for the chats ``chat_ids``.
+
+    It counts the Telegram messages ``wanted`` (chat, message id; ``message_ids`` their
+    message ids alone) stored as users' turns.
+    """
+    c, m = CONVERSATIONS.c, MESSAGES.c
+    stored = CONVERSATIONS.alias("stored_in")
+    default_model = (
+        select(MODEL_DEFAULTS.c.model)
+        .where(MODEL_DEFAULTS.c.capability == "chat")
+        .scalar_subquery()
+        .label("default_model")
+    )
+    # Not correlated with the rows around it, so run once (not once per conversation row);
+    # through the chats' conversations, whose index keeps it to these chats' messages.
+    stored_count = (
+        select(func.count())
+        .select_from(MESSAGES.join(stored, m.conversation_id == stored.c.id))
+        .where(
+            stored.c.chat_id.in_(bindparam("chat_ids", expanding=True)),
+            m.telegram_message_id.in_(bindparam("message_ids", expanding=True)),
+            tuple_(stored.c.chat_id, m.telegram_message_id).in_(
+                bindparam("wanted", expanding=True)
+            ),
+            m.role == USER,
+        )
+        .scalar_subquery()
+        .label("stored")
+    )
+    return (
+        select(
+            CHATS.c.id,
+            CHATS.c.persona,
+            PERSONAS.c.prompt,
+            CHATS.c.model,
+            default_model,
+            stored_count,
+            c.id.label("conversation_id"),
+            c.thread_id,
+            c.user_id,
+            c.persona.label("conversation_persona"),
+            c.provider_session_owner,
+            c.provider_session,
+        )
+        .select_from(
+            CHATS.outerjoin(PERSONAS, PERSONAS.c.name == CHATS.c.persona).outerjoin(
+                CONVERSATIONS, and_(c.chat_id == CHATS.c.id, c.ended_at.is_(None))
+            )
+        )
+        .where(CHATS.c.id.in_(bindparam("chat_ids", expanding=True)))
+        .order_by(c.id)
+    )
+
+
 async def _insert_ids(
     connection: AsyncConnection,
     table: Table,
@@ -476,5 +510,12 @@ async def _insert_ids(
     database take the rows in one statement: SQLite does not promise RETURNING's order,
     and SQLAlchemy would insert row by row to keep it.
     """
-    result = await connection.execute(insert(table).returning(table.c.id, *key), rows)
+    result = await connection.execute(_insert_returning(table, tuple(c.name for c in key)), rows)
     return {tuple(row[1:]): int(row[0]) for row in result}
+
+
+@cache
+def _insert_returning(table: Table, key: tuple[str, ...]) -> ReturningInsert[Any]:
+    """An insert into ``table`` returning each new row's id and the columns ``key``, built
+    once."""
+    return insert(table).returning(table.c.id, *(table.c[name] for name in key))
