@@ -20,9 +20,10 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Insert, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Insert, Select, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -219,7 +220,9 @@ async def _reserve_all(
 ) -> list[Hold | Refusal]:
     """The statements of a batch of reservations, in the caller's transaction."""
     keys = sorted({counter.key for asked in batch for counter in asked.counters}, key=lock_order)
-    await connection.execute(_insert_missing(connection), [_new_row(key, now) for key in keys])
+    await connection.execute(
+        _insert_missing(connection.dialect.name), [_new_row(key, now) for key in keys]
+    )
     before = await _figures(connection, keys, lock=True)
     refusals, after = grant_in_turn(
         [(asked.counters, asked.tokens) for asked in batch], before, now
@@ -256,18 +259,15 @@ async def _insert_holds(
 ) -> list[int]:
     """Insert holds in one statement; their ids, in the order of ``rows``."""
     if connection.dialect.name != "sqlite":
-        result = await connection.execute(
-            insert(QUOTA_HOLDS).returning(QUOTA_HOLDS.c.id, sort_by_parameter_order=True), rows
-        )
+        result = await connection.execute(_INSERT_HOLDS_RETURNING, rows)
         return [int(row.id) for row in result]
     # SQLite cannot say which returned id is whose (SQLAlchemy would insert row by row), so
     # the ids are chosen here: the transaction holds the database's write lock since its
     # first INSERT, so nobody else takes an id meanwhile.
-    biggest = select(func.coalesce(func.max(QUOTA_HOLDS.c.id), 0))
-    first = int((await connection.execute(biggest)).scalar_one()) + 1
+    first = int((await connection.execute(_BIGGEST_HOLD)).scalar_one()) + 1
     ids = list(range(first, first + len(rows)))
     await connection.execute(
-        insert(QUOTA_HOLDS), [{"id": id_, **row} for id_, row in zip(ids, rows, strict=True)]
+        _INSERT_HOLDS, [{"id": id_, **row} for id_, row in zip(ids, rows, strict=True)]
     )
     return ids
 
@@ -286,9 +286,7 @@ async def _end_all(connection: AsyncConnection, batch: Sequence[_Ending], now: d
     ids = [ending.hold.id for ending in batch if ending.hold.id is not None]
     kept: set[int] = set()
     if ids:
-        deleted = await connection.execute(
-            delete(QUOTA_HOLDS).where(QUOTA_HOLDS.c.id.in_(ids)).returning(QUOTA_HOLDS.c.id)
-        )
+        deleted = await connection.execute(_END_HOLDS, {"ids": ids})
         kept = {int(row.id) for row in deleted}
     added: dict[CounterKey, Figures] = {}
     for ending in batch:
@@ -308,20 +306,8 @@ async def _add(
     """Add these figures to their counters (negative ones take away), in ``lock_order``."""
     if not added:
         return
-    u = QUOTA_USAGE.c
     await connection.execute(
-        update(QUOTA_USAGE)
-        .where(
-            u.scope == bindparam("b_scope"),
-            u.subject == bindparam("b_subject"),
-            u.period == bindparam("b_period"),
-        )
-        .values(
-            requests=u.requests + bindparam("b_requests"),
-            tokens=u.tokens + bindparam("b_tokens"),
-            reserved=u.reserved + bindparam("b_reserved"),
-            updated_at=now,
-        ),
+        _ADD,
         [
             {
                 "b_scope": key.scope.value,
@@ -330,10 +316,42 @@ async def _add(
                 "b_requests": added[key].requests,
                 "b_tokens": added[key].tokens,
                 "b_reserved": added[key].reserved,
+                "b_now": now,
             }
             for key in sorted(added, key=lock_order)
         ],
     )
+
+
+# The statements below are built once: building one anew costs more than running it.
+_ADD = (
+    update(QUOTA_USAGE)
+    .where(
+        QUOTA_USAGE.c.scope == bindparam("b_scope"),
+        QUOTA_USAGE.c.subject == bindparam("b_subject"),
+        QUOTA_USAGE.c.period == bindparam("b_period"),
+    )
+    .values(
+        requests=QUOTA_USAGE.c.requests + bindparam("b_requests"),
+        tokens=QUOTA_USAGE.c.tokens + bindparam("b_tokens"),
+        reserved=QUOTA_USAGE.c.reserved + bindparam("b_reserved"),
+        updated_at=bindparam("b_now", type_=QUOTA_USAGE.c.updated_at.type),
+    )
+)
+"""Adds figures to the counter of one key (``b_scope``, ``b_subject``, ``b_period``)."""
+
+_END_HOLDS = (
+    delete(QUOTA_HOLDS)
+    .where(QUOTA_HOLDS.c.id.in_(bindparam("ids", expanding=True)))
+    .returning(QUOTA_HOLDS.c.id)
+)
+"""Deletes the holds ``ids``, returning those there were."""
+
+_INSERT_HOLDS_RETURNING = insert(QUOTA_HOLDS).returning(
+    QUOTA_HOLDS.c.id, sort_by_parameter_order=True
+)
+_INSERT_HOLDS = insert(QUOTA_HOLDS)
+_BIGGEST_HOLD = select(func.coalesce(func.max(QUOTA_HOLDS.c.id), 0))
 
 
 def _new_row(key: CounterKey, now: datetime) -> dict[str, object]:
@@ -360,15 +378,10 @@ async def _figures(
     """
     if not keys:
         return {}
-    u = QUOTA_USAGE.c
-    query = select(u.scope, u.subject, u.period, u.requests, u.tokens, u.reserved).where(
-        tuple_(u.scope, u.subject, u.period).in_(
-            [(key.scope.value, key.subject, key.period) for key in keys]
-        )
+    rows = await connection.execute(
+        _figures_statement(locked=lock and connection.dialect.name == "postgresql"),
+        {"keys": [(key.scope.value, key.subject, key.period) for key in keys]},
     )
-    if lock and connection.dialect.name == "postgresql":
-        query = query.order_by(u.scope == Scope.CHAT.value, u.subject, u.period).with_for_update()
-    rows = await connection.execute(query)
     return {
         CounterKey(Scope(row.scope), row.subject, row.period): Figures(
             row.requests, row.tokens, row.reserved
@@ -377,9 +390,23 @@ async def _figures(
     }
 
 
-def _insert_missing(connection: AsyncConnection) -> Insert:
+@cache
+def _figures_statement(*, locked: bool) -> Select[Any]:
+    """The figures of the counters ``keys`` (scope, subject, period); with ``locked``, the
+    rows locked in ``lock_order``."""
+    u = QUOTA_USAGE.c
+    query = select(u.scope, u.subject, u.period, u.requests, u.tokens, u.reserved).where(
+        tuple_(u.scope, u.subject, u.period).in_(bindparam("keys", expanding=True))
+    )
+    if locked:
+        query = query.order_by(u.scope == Scope.CHAT.value, u.subject, u.period).with_for_update()
+    return query
+
+
+@cache
+def _insert_missing(dialect_name: str) -> Insert:
     """Insert counter rows, leaving those that exist as they are."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
     statement = dialect.insert(QUOTA_USAGE).on_conflict_do_nothing(
         index_elements=[QUOTA_USAGE.c.scope, QUOTA_USAGE.c.subject, QUOTA_USAGE.c.period]
     )
