@@ -849,7 +849,8 @@ async def test_after_the_warm_up_turns_of_any_burst_size_run_compiled_statements
 
     # Another persona: the open conversation is ended under the chat's lock, a new one begun.
     turn = await store.begin_turn(_turn(chat_id=1), pirate)
-    # The answer's own writes as it streams and when it is done.
+    # The answer's own writes as it streams and when it is done, as the chat handler makes
+    # them (the final one without a model: the turn's own stays).
     await store.checkpoint_answer(turn.answer_id, "Arr")
     await store.checkpoint_answer(turn.answer_id, "Arr, matey", [41])
     await store.finish_answer(
@@ -858,8 +859,8 @@ async def test_after_the_warm_up_turns_of_any_burst_size_run_compiled_statements
         status=MessageStatus.COMPLETE,
         telegram_message_ids=[41],
         usage=Usage(5, 3),
-        model="gpt-test",
         provider="fake",
+        error_kind=None,
     )
 
     assert {word for word, _ in used} >= {"INSERT", "SELECT", "UPDATE"}

@@ -252,7 +252,8 @@ class Store:
             if isinstance(outcome, Exception):
                 raise outcome
         # Ids start at 1: these match no row. Drafts checkpoint without message ids, edits
-        # with them; a final write names its messages, usage, model and provider.
+        # with them; a chat answer's final write names its messages, usage and provider
+        # (the columns it sets are part of the compiled statement, so exactly these).
         await self.checkpoint_answer(0, "")
         await self.checkpoint_answer(0, "", [0])
         await self.finish_answer(
@@ -261,7 +262,6 @@ class Store:
             status=MessageStatus.COMPLETE,
             telegram_message_ids=[0],
             usage=Usage(0, 0),
-            model="-",
             provider="-",
         )
 
