@@ -34,6 +34,10 @@ from bot.providers.classify import classify_error, is_error_body
 
 DONE = "[DONE]"
 
+# The first look-up of a codec imports its module: done here, at start-up, rather than
+# in the first stream.
+codecs.lookup("utf-8-sig")
+
 
 def parse_json(text: str) -> object:
     """``json.loads(text)``, by orjson where it gives the same value (``bot.fast_json``)."""

@@ -6,12 +6,17 @@ answer "can't parse entities"; an unclosed marker in a partial answer stays lite
 
 from __future__ import annotations
 
+import codecs
 import logging
 from dataclasses import dataclass
 
 import telegramify_markdown
 
 logger = logging.getLogger(__name__)
+
+# The first look-up of a codec imports its module: done here, at start-up, rather than
+# in the first answer.
+codecs.lookup("utf-16-le")
 
 
 @dataclass(frozen=True, slots=True)
