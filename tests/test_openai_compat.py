@@ -32,6 +32,7 @@ from bot.providers.base import (
     TextDelta,
     Usage,
 )
+from bot.providers.http import media_type
 from bot.providers.openai_compat import OpenAICompatProvider
 from bot.providers.read_pace import DEFAULT_HOLD_SECONDS
 from tests import streams
@@ -445,3 +446,18 @@ async def test_list_models_with_a_seed_001_error_body_raises(fake, session) -> N
     fake.models = ErrorResponse(200, {"codes": 900, "mess": "密钥错误或已过期", "data": "token"})
     with pytest.raises(AuthError):
         await provider_for(session, fake.base_url).list_models()
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ({"Content-Type": "text/event-stream; charset=utf-8"}, "text/event-stream"),
+        ({"Content-Type": "Application/JSON ;charset=UTF-8"}, "application/json"),
+        ({"Content-Type": " text/html"}, "text/html"),
+        ({}, ""),
+    ],
+)
+def test_a_responses_media_type_is_its_content_type_without_parameters(
+    header: dict[str, str], expected: str
+) -> None:
+    assert media_type(header) == expected
