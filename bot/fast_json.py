@@ -8,7 +8,6 @@ exactly as it did without orjson.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -26,7 +25,12 @@ def loads(data: bytes, fallback: Callable[[], T]) -> object | T:
     # Bytes, not a regular expression: translate and find run at C speed, several times
     # faster than re's scan.
     if _NINETEEN_DIGITS not in data.translate(_DIGITS_AS_NINES):
-        with contextlib.suppress(orjson.JSONDecodeError):
+        # try/except rather than contextlib.suppress: this runs for every streamed chunk,
+        # and suppress costs three calls more each time.
+        try:
             parsed: object = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+        else:
             return parsed
     return fallback()
