@@ -45,6 +45,7 @@ async def shared_parts(config: Config) -> AsyncIterator[Shared]:
         if make_url(url).get_backend_name() == "postgresql":
             locks = AdvisoryLocks(url, connections=config.database.lock_connections)
             stack.push_async_callback(locks.aclose)
+            await locks.start()
             shared.conversations = ConversationLocks(locks, lock_id)
             relay = StopRelay(url, shared.stops)
             stack.push_async_callback(relay.aclose)

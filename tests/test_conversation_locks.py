@@ -13,10 +13,11 @@ from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
 from bot.inflight import ConversationKey, ConversationLocks
-from bot.instances import lock_id
+from bot.instances import lock_id, shared_parts
 from bot.storage import advisory
 from bot.storage.advisory import AdvisoryLocks, conversation_lock_id
 from bot.storage.db import create_engine
+from tests.factories import make_config
 
 KEY = (-1001234567890, 7)
 
@@ -390,3 +391,46 @@ async def test_a_waiter_cancelled_while_trying_the_lock_keeps_none(postgres_url)
     finally:
         await locks.aclose()
         await other.aclose()
+
+
+async def other_sessions(postgres_url: str) -> int:
+    """How many other sessions the test database has."""
+    engine = create_engine(postgres_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            count = await connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            return int(count or 0)
+    finally:
+        await engine.dispose()
+
+
+async def test_started_locks_have_their_connections_open_before_the_first_lock(postgres_url):
+    locks = AdvisoryLocks(postgres_url, connections=3)
+    try:
+        before = await other_sessions(postgres_url)
+        await locks.start()
+        # Open already: the first message's turn does not wait for a session to start.
+        assert await other_sessions(postgres_url) == before + 3
+        await takes(ConversationLocks(locks, lock_id), KEY)
+        assert await other_sessions(postgres_url) == before + 3
+    finally:
+        await locks.aclose()
+
+
+async def test_an_instance_on_postgresql_opens_its_lock_connections_at_start_up(postgres_url):
+    config = make_config(
+        telegram_base_url="http://127.0.0.1:9/bot",
+        telegram_file_url="http://127.0.0.1:9/file/bot",
+        provider_base_url="http://127.0.0.1:9/v1",
+        database=postgres_url,
+    )
+    before = await other_sessions(postgres_url)
+    async with shared_parts(config) as shared:
+        assert shared.conversations is not None
+        # Its lock connections, and the stop relay's.
+        assert await other_sessions(postgres_url) == before + config.database.lock_connections + 1

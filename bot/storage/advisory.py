@@ -38,6 +38,9 @@ POLL_SECONDS = 0.3
 RECONNECT_SECONDS = 0.5
 # How often a quiet connection is checked: a lost one would keep locks nobody holds.
 CHECK_SECONDS = 5.0
+# The longest ``start()`` waits for the connections; a database that slow is down, and the
+# connections go on opening in the background.
+OPEN_WAIT_SECONDS = 5.0
 
 _TRY_LOCK = "SELECT pg_try_advisory_lock($1::bigint)"
 _UNLOCK = "SELECT pg_advisory_unlock($1::bigint), pg_notify($2, $3)"
@@ -79,6 +82,9 @@ class _LockConnection:
 
     def start(self) -> None:
         self._kept.start()
+
+    async def wait_open(self) -> None:
+        await self._kept.wait_open()
 
     async def aclose(self) -> None:
         await self._kept.aclose()
@@ -210,11 +216,28 @@ class AdvisoryLocks:
         finally:
             await self._let_go(connection, key)
 
-    def _connection_of(self, key: int) -> _LockConnection:
+    async def start(self) -> None:
+        """Open the connections in the background; return once they are open (or after
+        ``OPEN_WAIT_SECONDS``: a lock taken before then waits for its connection).
+
+        Opening one costs a PostgreSQL session start, some 20 ms; done at first use, the
+        first message after start-up waited that long before its turn began.
+        """
+        self._start()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(OPEN_WAIT_SECONDS):
+                for connection in self._connections:
+                    await connection.wait_open()
+
+    def _start(self) -> None:
         if not self._started:
             for connection in self._connections:
                 connection.start()
             self._started = True
+
+    def _connection_of(self, key: int) -> _LockConnection:
+        # Started here too: a lock may be taken without ``start()``.
+        self._start()
         return self._connections[key % len(self._connections)]
 
     async def _attempt(self, connection: _LockConnection, key: int) -> bool:
