@@ -18,6 +18,7 @@ from bot.storage import advisory
 from bot.storage.advisory import AdvisoryLocks, conversation_lock_id
 from bot.storage.db import create_engine
 from tests.factories import make_config
+from tests.fakes.databases import rows_alone
 
 KEY = (-1001234567890, 7)
 
@@ -275,21 +276,14 @@ async def test_try_hold_sees_a_conversation_held_by_another_instance(instances):
 
 async def terminate_lock_sessions(postgres_url: str) -> int:
     """End every other session of the database holding an advisory lock; how many."""
-    engine = create_engine(postgres_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            terminated = await connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks"
-                    " WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
-                    " AND database = (SELECT oid FROM pg_database"
-                    "                 WHERE datname = current_database())"
-                    " GROUP BY pid"
-                )
-            )
-            return len(terminated.all())
-    finally:
-        await engine.dispose()
+    terminated = await rows_alone(
+        postgres_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_locks"
+        " WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " GROUP BY pid",
+    )
+    return len(terminated)
 
 
 async def test_a_lock_connection_killed_mid_answer_is_noticed_and_its_locks_retaken(postgres_url):
@@ -395,18 +389,12 @@ async def test_a_waiter_cancelled_while_trying_the_lock_keeps_none(postgres_url)
 
 async def other_sessions(postgres_url: str) -> int:
     """How many other sessions the test database has."""
-    engine = create_engine(postgres_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            count = await connection.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
-            return int(count or 0)
-    finally:
-        await engine.dispose()
+    [(count,)] = await rows_alone(
+        postgres_url,
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    return int(count)
 
 
 async def test_started_locks_have_their_connections_open_before_the_first_lock(postgres_url):

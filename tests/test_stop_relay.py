@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.pool import NullPool
 
 from bot import stop_relay as stop_relay_module
 from bot.inflight import StopOutcome, StopSignals
 from bot.stop_relay import StopAsk, StopRelay, StopReply, decode, encode, request_stop
-from bot.storage.db import create_engine
+from tests.fakes.databases import rows_alone
 
 # ------------------------------------------------------------------ the pure parts
 
@@ -98,19 +96,13 @@ async def test_an_answer_no_instance_streams_is_reported_finished(relays):
 
 async def test_the_relay_listens_again_after_losing_its_connection(relays, postgres_url):
     (signals_a, _), (signals_b, relay_b) = relays
-    engine = create_engine(postgres_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            # Every listener of the channel loses its session, as in a database restart.
-            terminated = await connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
-                )
-            )
-            assert len(terminated.all()) == 2
-    finally:
-        await engine.dispose()
+    # Every listener of the channel loses its session, as in a database restart.
+    terminated = await rows_alone(
+        postgres_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    assert len(terminated) == 2
     with signals_a.track(10, 42) as stopped:
         async with asyncio.timeout(10):
             while True:

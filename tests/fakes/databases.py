@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 from sqlalchemy import text
@@ -146,3 +146,13 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 def store(engine: AsyncEngine) -> Store:
     """The Store on ``engine``."""
     return Store(engine)
+
+
+async def rows_alone(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on a session of its own (autocommit, no pool) and return its rows."""
+    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            return [tuple(row) for row in await connection.execute(text(sql))]
+    finally:
+        await engine.dispose()
