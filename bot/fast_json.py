@@ -30,7 +30,6 @@ def loads(data: bytes, fallback: Callable[[], T]) -> object | T:
         try:
             parsed: object = orjson.loads(data)
         except orjson.JSONDecodeError:
-            pass
-        else:
-            return parsed
+            return fallback()
+        return parsed
     return fallback()

@@ -317,16 +317,13 @@ class ProviderHTTP:
         That is a non-2xx status, or an HTML page (a login wall, a proxy's error page) in
         place of the event stream.
         """
+        kind = media_type(response.headers)
         logger.debug(
-            "%s: HTTP %d %s after %.2fs",
-            self.name,
-            response.status,
-            media_type(response.headers),
-            deadlines.elapsed(),
+            "%s: HTTP %d %s after %.2fs", self.name, response.status, kind, deadlines.elapsed()
         )
         if response.status >= 300:
             raise await self.error(response, deadlines.idle_at())
-        if media_type(response.headers) == "text/html":
+        if kind == "text/html":
             page = await self.read_body(response, ERROR_BODY_LIMIT, deadlines.next_at)
             raise classify_error(response.status, page, provider=self.name, secrets=self.secrets)
 
