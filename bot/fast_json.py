@@ -1,13 +1,14 @@
-"""Pure: JSON read by orjson wherever it gives what ``json`` would, and by a fallback elsewhere.
+"""Pure: JSON read and written by orjson wherever it gives what ``json`` would.
 
 orjson parses several times faster than ``json`` but reads some payloads differently: it
 refuses NaN, Infinity, lone surrogates and deep nesting, and reads an integer beyond 64
 bits as a float. Those go to the caller's own fallback, so every payload parses, or fails,
-exactly as it did without orjson.
+exactly as it did without orjson. Written, a value orjson cannot encode goes to ``json``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -33,3 +34,12 @@ def loads(data: bytes, fallback: Callable[[], T]) -> object | T:
             return fallback()
         return parsed
     return fallback()
+
+
+def dumps(value: object) -> bytes:
+    """``value`` as UTF-8 JSON meaning what ``json.dumps`` would: by orjson, else by ``json``."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        # Beyond what orjson encodes (an integer over 64 bits, say); json.dumps may manage.
+        return json.dumps(value).encode()

@@ -8,12 +8,10 @@ JSON goes through orjson both ways: a getUpdates answer parses in less than half
 
 from __future__ import annotations
 
-import json
 from http import HTTPStatus
 from typing import cast
 
 import aiohttp
-import orjson
 from telegram._utils.defaultvalue import DEFAULT_NONE, DefaultValue
 from telegram._utils.types import JSONDict, ODVInput
 from telegram.error import NetworkError, TimedOut
@@ -39,15 +37,6 @@ def call_outcome(status: int) -> str:
     if status == HTTPStatus.TOO_MANY_REQUESTS:
         return "retry_after"
     return "error"
-
-
-def json_body(parameters: JSONDict) -> bytes:
-    """A request's parameters as a JSON body, meaning what PTB's own ``json.dumps`` would."""
-    try:
-        return orjson.dumps(parameters)
-    except TypeError:
-        # Beyond what orjson encodes (an integer over 64 bits, say); json.dumps may manage.
-        return json.dumps(parameters).encode()
 
 
 def _given(value: ODVInput[float], default: float | None) -> float | None:
@@ -175,7 +164,7 @@ class CountingRequest(BaseRequest):
         elif request_data is not None and request_data.parameters:
             # A JSON body, which the Bot API takes for every method without files: encoded
             # in C, where a form would percent-encode each character in Python.
-            data = json_body(request_data.parameters)
+            data = fast_json.dumps(request_data.parameters)
             headers = JSON_HEADERS
         connect = _given(connect_timeout, self._connect_timeout)
         write = _given(write_timeout, self._media_write_timeout if files else self._write_timeout)

@@ -122,6 +122,7 @@ async def test_request_carries_model_messages_user_options_and_bearer_key(fake, 
     assert request.path == "/v1/chat/completions"
     assert request.headers["Authorization"] == f"Bearer {API_KEY}"
     assert request.headers["Accept"] == "text/event-stream"
+    assert request.headers["Content-Type"] == "application/json"
     assert request.headers["Reduce-Stream"] == "true"
     assert request.json == {
         "model": "gpt-test",

@@ -15,8 +15,9 @@ from telegram.error import NetworkError, TelegramError
 from telegram.request import BaseRequest, RequestData
 from telegram.request._requestparameter import RequestParameter
 
+from bot import fast_json
 from bot.metrics import Metrics
-from bot.telegram_requests import CountingRequest, call_outcome, json_body
+from bot.telegram_requests import CountingRequest, call_outcome
 from tests.e2e import free_port, metric_samples
 
 
@@ -156,5 +157,5 @@ def _parameters(**values: object) -> JSONDict:
     ],
 )
 def test_request_bodies_carry_what_ptbs_json_would(parameters):
-    body = json_body(parameters)
+    body = fast_json.dumps(parameters)
     assert json.loads(body) == json.loads(json.dumps(parameters))
