@@ -5,6 +5,7 @@
     python -m bench.stream_bench --chats 1 --repeat 5       # medians of five runs
     python -m bench.stream_bench --database postgres   # a fresh PostgreSQL database per N
     python -m bench.stream_bench --quotas              # every request counted and reserved
+    python -m bench.stream_bench --bare                # the stack's floor (bench.bare_bot)
 
 For each N: fresh fakes in this process (FakeTelegram enforcing Telegram's flood limits,
 FakeProvider streaming one fixed answer evenly over --seconds) and a fresh bot process
@@ -90,6 +91,8 @@ class Options:
     database: str
     quotas: bool
     profile: Path | None
+    bare: bool = False
+    """Run ``bench.bare_bot`` in place of the bot: what the stack costs alone."""
 
 
 # ------------------------------------------------------------------ the scripted answer
@@ -251,13 +254,19 @@ def open_log(path: Path) -> IO[bytes]:
 
 
 async def start_bot(
-    config: Path, log_path: Path, profile: Path | None
+    config: Path, log_path: Path, profile: Path | None, *, bare: bool = False
 ) -> asyncio.subprocess.Process:
     """``python -m bot run --config`` with its output in ``log_path``.
 
     With ``profile``, under ``bench.profiled``: cProfile runs between SIGUSR1 and SIGUSR2.
+    With ``bare``, ``bench.bare_bot`` instead of the bot.
     """
-    module = ("bench.profiled", str(profile)) if profile is not None else ("bot",)
+    if bare:
+        module: tuple[str, ...] = ("bench.bare_bot",)
+    elif profile is not None:
+        module = ("bench.profiled", str(profile))
+    else:
+        module = ("bot",)
     with open_log(log_path) as log:
         return await asyncio.create_subprocess_exec(
             sys.executable,
@@ -341,7 +350,9 @@ async def run_one(n: int, options: Options, script: Sequence[Step], answer: str)
             if options.profile is not None:
                 options.profile.mkdir(parents=True, exist_ok=True)
                 profile = options.profile / f"bot-{n}.prof"
-            process = await start_bot(directory / "config.yaml", log_path, profile)
+            process = await start_bot(
+                directory / "config.yaml", log_path, profile, bare=options.bare
+            )
             samples = Samples()
             sampling: asyncio.Task[None] | None = None
             try:
@@ -480,7 +491,15 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         " (not start-up or shutdown), keeping bot-N.prof here (slower: figures then show"
         " the profiler's cost too)",
     )
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="run bench.bare_bot instead of the bot: the same stack answering each message"
+        " whole, with no store, streaming or logic, for the floor the stack sets",
+    )
     args = parser.parse_args(argv)
+    if args.bare and (args.profile or args.quotas or args.database != "sqlite"):
+        parser.error("--bare takes no --profile, --quotas or --database")
     try:
         chats = [int(part) for part in args.chats.split(",") if part.strip()]
     except ValueError:
@@ -502,6 +521,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         database=args.database,
         quotas=args.quotas,
         profile=args.profile,
+        bare=args.bare,
     )
 
 
@@ -525,7 +545,7 @@ async def bench(options: Options) -> list[Row]:
     pieces = answer_pieces(options.tokens, options.answer_chars)
     answer = "".join(pieces)
     script = paced_stream(pieces, options.seconds)
-    print(f"bot: {revision()}")
+    print(f"bot: {'bench.bare_bot, the stack alone, at ' if options.bare else ''}{revision()}")
     print(
         f"answer: {len(answer)} characters in {len(pieces)} chunks over {options.seconds:g} s;"
         f" flood limits enforced; {options.database} database;"
