@@ -422,3 +422,32 @@ async def test_an_instance_on_postgresql_opens_its_lock_connections_at_start_up(
         assert shared.conversations is not None
         # Its lock connections, and the stop relay's.
         assert await other_sessions(postgres_url) == before + config.database.lock_connections + 1
+
+
+async def test_start_stops_waiting_for_a_database_that_never_answers(monkeypatch):
+    monkeypatch.setattr(advisory, "OPEN_WAIT_SECONDS", 0.2)
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Takes the connection and never says a word: a server too busy to start sessions.
+        with contextlib.suppress(ConnectionError):
+            await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    locks = AdvisoryLocks(f"postgresql+asyncpg://bot@127.0.0.1:{port}/test")
+    try:
+        async with asyncio.timeout(2):
+            await locks.start()
+        # Start-up goes on; a lock asked for meanwhile waits for its connection.
+        waiting = asyncio.ensure_future(takes(ConversationLocks(locks, lock_id), KEY))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+    finally:
+        async with asyncio.timeout(2):
+            await locks.aclose()
+        server.close()
+        await server.wait_closed()
