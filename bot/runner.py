@@ -14,6 +14,7 @@ from bot.app import build_application
 from bot.config import Config, TelegramConfig
 from bot.handlers.context import BotApplication
 from bot.handlers.help import register_commands
+from bot.handlers.quota import rehearsal_requests
 from bot.handlers.requeue import requeue_unstarted
 from bot.handlers.resume import resume_pending
 from bot.instances import shared_parts
@@ -50,6 +51,8 @@ async def running(config: Config) -> AsyncIterator[BotApplication]:
                 providers.warm_catalogue()
                 await services.store.sync_personas(config.personas)
                 await services.store.warm_up()
+                if services.quotas is not None:
+                    await services.quotas.warm_up(rehearsal_requests(config.quotas))
                 application = build_application(services)
                 async with _ops_server(config, services), application:
                     await register_commands(application.bot)

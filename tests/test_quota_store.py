@@ -7,12 +7,16 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import event
+from sqlalchemy.engine.interfaces import CacheStats
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.quotas import Counter, CounterKey, Figures, Measure, Period, Refusal, Scope
+from bot.config import QuotaLimits, QuotaRole, QuotasConfig
+from bot.handlers.quota import rehearsal_requests
+from bot.quotas import Counter, CounterKey, Figures, Measure, Period, Refusal, Scope, counters_for
 from bot.storage.db import create_engine
 from bot.storage.quotas import Hold, QuotaStore
 from bot.storage.store import Store
+from tests.fakes.databases import record_cache_use
 
 NOW = datetime(2026, 11, 30, 18, 47, tzinfo=UTC)
 USER_DAY = CounterKey(Scope.USER, 42, "2026-11-30")
@@ -313,3 +317,60 @@ async def test_totals_and_the_ranking_cover_the_period_asked_for(store):
     assert (users, total) == (3, Figures(requests=3, tokens=555, reserved=0))
     assert [(r.subject, r.figures.tokens) for r in top] == [(2, 500), (1, 50)]
     assert [(r.subject, r.title, r.figures.requests) for r in chats] == [(-100, "Readers", 3)]
+
+
+# ------------------------------------------------------------------ start-up
+
+
+def _limited() -> QuotasConfig:
+    """Quotas on users and groups, as a bot with quotas would have them."""
+    return QuotasConfig(
+        roles={"default": QuotaRole(requests_per_day=100, tokens_per_day=100_000)},
+        chats={"default": QuotaLimits(requests_per_day=100, tokens_per_day=100_000)},
+    )
+
+
+async def test_after_the_warm_up_requests_of_any_burst_size_run_compiled_statements(
+    store: Store, engine: AsyncEngine
+) -> None:
+    config = _limited()
+    quotas = quotas_on(store)
+    await quotas.warm_up(rehearsal_requests(config))
+    used = record_cache_use(engine)
+
+    def request(user: int, chat: int, *, group: bool) -> tuple[Counter, ...]:
+        return counters_for(config, user_id=user, chat_id=chat, group=group, admins=(), now=NOW)
+
+    # One private request, answered; then bursts in private chats and in a group, one
+    # settled and one given back each.
+    hold = await quotas.reserve(request(1, 1, group=False), 300)
+    assert isinstance(hold, Hold)
+    await quotas.settle(hold, 120)
+    for group in (False, True):
+        outcomes = await asyncio.gather(
+            *(quotas.reserve(request(user, -100, group=group), 300) for user in (2, 3, 4))
+        )
+        holds = [hold for hold in outcomes if isinstance(hold, Hold)]
+        assert len(holds) == 3
+        await asyncio.gather(
+            quotas.settle(holds[0], 50), *(quotas.release(hold) for hold in holds[1:])
+        )
+
+    assert {word for word, _ in used} >= {"INSERT", "SELECT", "UPDATE", "DELETE"}
+    assert [(word, hit) for word, hit in used if hit is not CacheStats.CACHE_HIT] == []
+
+
+async def test_the_warm_up_leaves_no_counters_and_releases_holds_a_stopped_process_left(
+    store: Store,
+) -> None:
+    clock = Clock()
+    left = await quotas_on(store, clock).reserve([Counter(USER_DAY)], 500)
+    assert isinstance(left, Hold)
+    clock.now = NOW + 2 * HOUR
+    restarted = quotas_on(store, clock)
+
+    await restarted.warm_up(rehearsal_requests(_limited()))
+
+    assert await restarted.figures([USER_DAY]) == {USER_DAY: Figures(1, 0, 0)}
+    rehearsed = [c.key for counters in rehearsal_requests(_limited()) for c in counters]
+    assert await restarted.figures(rehearsed) == {}

@@ -25,6 +25,7 @@ from bot.storage.records import (
     TurnStart,
 )
 from bot.storage.store import Store
+from tests.fakes.databases import record_cache_use
 
 CHAT = 100
 TG_CHAT = 100
@@ -821,23 +822,11 @@ async def test_warm_up_leaves_no_rows_behind(store: Store, engine: AsyncEngine) 
     assert len(before) == 4  # the chat, its conversation, the question and its answer
 
 
-def _record_cache_use(engine: AsyncEngine) -> list[tuple[str, CacheStats]]:
-    """Each statement the engine runs from now on, with whether it was compiled already."""
-    used: list[tuple[str, CacheStats]] = []
-
-    def record(*args: Any) -> None:
-        statement, context = args[2], args[4]
-        used.append((statement.split()[0].upper(), context.cache_hit))
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    return used
-
-
 async def test_after_the_warm_up_turns_of_any_burst_size_run_compiled_statements(
     store: Store, engine: AsyncEngine
 ) -> None:
     await store.warm_up()
-    used = _record_cache_use(engine)
+    used = record_cache_use(engine)
 
     # A new chat alone; bursts of known and new chats (with histories) of two sizes.
     await store.begin_turn(_turn(chat_id=1), _default_plan)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from telegram import Message
 from telegram.constants import ChatType
 
+from bot.config import QuotasConfig
 from bot.handlers.context import BotContext
 from bot.messages import Lang
 from bot.quota_text import refusal_text
@@ -86,6 +87,23 @@ class QuotaCheck:
         finally:
             _CHARGE.reset(token)
             await asyncio.shield(_settle(self._quotas, charge))
+
+
+# Users and chats Telegram never gives (its user ids are positive, its chat ids far above
+# -2**62), for rehearsing requests at start-up.
+_REHEARSAL_SUBJECTS = ((0, 0), (-(2**62), -(2**62)))
+
+
+def rehearsal_requests(quotas: QuotasConfig) -> list[tuple[Counter, ...]]:
+    """The counters of requests like real ones, in private chats and in groups, of two
+    users and chats no request comes from; their users are admins, so none is refused."""
+    admins = {user for user, _ in _REHEARSAL_SUBJECTS}
+    now = utcnow()
+    return [
+        counters_for(quotas, user_id=user, chat_id=chat, group=group, admins=admins, now=now)
+        for group in (False, True)
+        for user, chat in _REHEARSAL_SUBJECTS
+    ]
 
 
 def check_quota(

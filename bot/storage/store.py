@@ -239,15 +239,8 @@ class Store:
             )
             for number, (chat_id, persona, record_chat) in enumerate(steps, start=1)
         ]
-        async with AsyncExitStack() as stack:
-            if self._write_turn is not None:
-                await stack.enter_async_context(self._write_turn)
-            connection = await stack.enter_async_context(self._engine.connect())
-            transaction = await connection.begin()
-            try:
-                outcomes = await begin_turns(connection, turns)
-            finally:
-                await transaction.rollback()
+        async with self.rehearsal() as connection:
+            outcomes = await begin_turns(connection, turns)
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 raise outcome
@@ -934,6 +927,20 @@ class Store:
     def reader(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection for reads kept in other modules."""
         return self._engine.connect()
+
+    @asynccontextmanager
+    async def rehearsal(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, taken in turn, that is always rolled back: for running
+        statements once at start-up so that they are compiled before they are needed."""
+        async with AsyncExitStack() as stack:
+            if self._write_turn is not None:
+                await stack.enter_async_context(self._write_turn)
+            connection = await stack.enter_async_context(self._engine.connect())
+            transaction = await connection.begin()
+            try:
+                yield connection
+            finally:
+                await transaction.rollback()
 
 
 def _conversation_key(

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine.interfaces import CacheStats
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -156,3 +157,16 @@ async def rows_alone(url: str, sql: str) -> list[tuple[Any, ...]]:
             return [tuple(row) for row in await connection.execute(text(sql))]
     finally:
         await engine.dispose()
+
+
+def record_cache_use(engine: AsyncEngine) -> list[tuple[str, CacheStats]]:
+    """Each statement the engine runs from now on (its first word), with whether it was
+    compiled already."""
+    used: list[tuple[str, CacheStats]] = []
+
+    def record(*args: Any) -> None:
+        statement, context = args[2], args[4]
+        used.append((statement.split()[0].upper(), context.cache_hit))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    return used
