@@ -427,11 +427,13 @@ async def test_an_instance_on_postgresql_opens_its_lock_connections_at_start_up(
 async def test_start_stops_waiting_for_a_database_that_never_answers(monkeypatch):
     monkeypatch.setattr(advisory, "OPEN_WAIT_SECONDS", 0.2)
 
+    accepted: list[asyncio.StreamWriter] = []
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Takes the connection and never says a word: a server too busy to start sessions.
+        accepted.append(writer)
         with contextlib.suppress(ConnectionError):
             await reader.read()
-        writer.close()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -450,4 +452,8 @@ async def test_start_stops_waiting_for_a_database_that_never_answers(monkeypatch
         async with asyncio.timeout(2):
             await locks.aclose()
         server.close()
+        for writer in accepted:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
         await server.wait_closed()
