@@ -48,6 +48,7 @@ JSON_BODY_LIMIT = 16 * 1024 * 1024
 """Bytes of a non-streamed answer or model list; a body beyond this is not a sane answer."""
 
 JSON_REQUEST_HEADERS = {"Content-Type": "application/json"}
+"""Headers of a request with a JSON body; an adapter's own (configured ones) come after."""
 
 JSON_TYPES = frozenset({"application/json", "text/json"})
 """Content types of a JSON body: an error, or a whole answer where a stream was asked for."""
