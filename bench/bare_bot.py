@@ -28,16 +28,13 @@ from telegram.error import RetryAfter
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
 from bot import fast_json
-from bot.app import CONCURRENT_UPDATES, CONNECTION_POOL
+from bot.app import CONCURRENT_UPDATES, CONNECTION_POOL, POLL_GRACE
 from bot.config import Config, load_config
 from bot.event_loop import loop_from, run
 from bot.metrics import Metrics
 from bot.runner import PROVIDER_CONNECTIONS
 from bot.streaming.outbox import retry_after_seconds
 from bot.telegram_requests import CountingRequest
-
-# As the bot's own long poll: a little beyond the poll's timeout.
-POLL_GRACE = 5.0
 
 
 async def answer(
@@ -90,7 +87,7 @@ async def serve(config: Config) -> None:
         )
         .build()
     )
-    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    headers = {**fast_json.HEADERS, "Accept": "text/event-stream"}
     if provider.api_key:
         headers["Authorization"] = f"Bearer {provider.api_key}"
     url = provider.base_url.rstrip("/") + "/chat/completions"

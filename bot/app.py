@@ -45,7 +45,7 @@ CONCURRENT_UPDATES = 4096
 # PTB's default pool for Bot API calls other than getUpdates.
 CONNECTION_POOL = 256
 # Seconds beyond the long-poll timeout before a getUpdates request counts as hung.
-_POLL_GRACE = 10.0
+POLL_GRACE = 10.0
 
 
 def build_application(services: Services) -> BotApplication:
@@ -66,7 +66,7 @@ def build_application(services: Services) -> BotApplication:
             CountingRequest(
                 services.metrics,
                 connection_pool_size=1,
-                read_timeout=telegram.poll_timeout + _POLL_GRACE,
+                read_timeout=telegram.poll_timeout + POLL_GRACE,
             )
         )
         .build()

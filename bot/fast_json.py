@@ -16,6 +16,9 @@ import orjson
 
 T = TypeVar("T")
 
+HEADERS = {"Content-Type": "application/json"}
+"""The headers of a request whose body ``dumps`` wrote; a caller's own may follow them."""
+
 _DIGITS_AS_NINES = bytes.maketrans(b"012345678", b"999999999")
 # The shortest run of digits that may be an integer orjson cannot hold.
 _NINETEEN_DIGITS = b"9" * 19

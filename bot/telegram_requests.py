@@ -27,8 +27,6 @@ CONNECT_TIMEOUT = 5.0
 POOL_TIMEOUT = 1.0
 MEDIA_WRITE_TIMEOUT = 20.0
 
-JSON_HEADERS = {"Content-Type": "application/json"}
-
 
 def call_outcome(status: int) -> str:
     """How a Bot API answer counts: ok, retry_after (429) or error."""
@@ -165,7 +163,7 @@ class CountingRequest(BaseRequest):
             # A JSON body, which the Bot API takes for every method without files: encoded
             # in C, where a form would percent-encode each character in Python.
             data = fast_json.dumps(request_data.parameters)
-            headers = JSON_HEADERS
+            headers = fast_json.HEADERS
         connect = _given(connect_timeout, self._connect_timeout)
         write = _given(write_timeout, self._media_write_timeout if files else self._write_timeout)
         timeout = aiohttp.ClientTimeout(

@@ -47,9 +47,6 @@ ERROR_BODY_LIMIT = 64 * 1024
 JSON_BODY_LIMIT = 16 * 1024 * 1024
 """Bytes of a non-streamed answer or model list; a body beyond this is not a sane answer."""
 
-JSON_REQUEST_HEADERS = {"Content-Type": "application/json"}
-"""Headers of a request with a JSON body; an adapter's own (configured ones) come after."""
-
 JSON_TYPES = frozenset({"application/json", "text/json"})
 """Content types of a JSON body: an error, or a whole answer where a stream was asked for."""
 
@@ -384,7 +381,7 @@ class ProviderHTTP:
         return self._session.post(
             url,
             data=fast_json.dumps(body),
-            headers={**JSON_REQUEST_HEADERS, **headers},
+            headers={**fast_json.HEADERS, **headers},
             timeout=self._client_timeout,
         )
 

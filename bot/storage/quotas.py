@@ -107,7 +107,8 @@ class QuotaStore:
     async def warm_up(self, requests: Sequence[Sequence[Counter]]) -> None:
         """Release the holds a stopped process left, then rehearse ``requests`` (counters
         as real requests would touch) in a transaction that is rolled back: each alone,
-        then all together, reserved, settled and released.
+        then all together, reserved and ended (a settlement and a release run the same
+        statements).
 
         SQLAlchemy compiles each statement the first time it runs, alone and for many
         rows apart; paid here, it is not added to the first requests' wait. ``requests``
@@ -123,8 +124,7 @@ class QuotaStore:
             for batch in [*([one] for one in asked), asked]:
                 outcomes = await _reserve_all(connection, batch, now, now + self._hold_for)
                 holds = [outcome for outcome in outcomes if isinstance(outcome, Hold)]
-                for used, refund in ((1, 0), (0, 1)):
-                    await _end_all(connection, [_Ending(h, used, refund) for h in holds], now)
+                await _end_all(connection, [_Ending(h, used=1, refund=0) for h in holds], now)
 
     async def reserve(self, counters: Sequence[Counter], tokens: int) -> Hold | Refusal:
         """Take one request and ``tokens`` on every counter, or nothing and say why.
